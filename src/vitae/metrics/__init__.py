@@ -1,0 +1,1 @@
+"""Evaluation metrics: log-likelihood bounds and the disentanglement scores."""

@@ -1,0 +1,109 @@
+"""The interface every generative model shares, and the ELBO / importance weights built on it.
+
+A model names its latent groups (``("z",)`` for a VAE, ``("z_A", "z_P")`` for VITAE) and
+implements one method, ``infer(x, sample)``: the posteriors ``q(. | x)``, one latent value per
+group (a sample, or the posterior mean when ``sample=False``) and the mean image
+``p(x | z)`` it decodes to. Everything else follows here:
+
+* ``forward(x, kl_weight)`` -> ``ModelOutput``: the ELBO per image with its terms (reconstruction
+  ``E_q[log p(x|z)]``, one KL per latent group, in closed form) and the training loss
+  ``-(recon - kl_weight * beta * sum KL) + regulariser``, averaged over the batch;
+* ``log_weights(x, K)``: importance weights ``log p(x|z) + log p(z) - log q(z|x)`` for
+  ``K`` samples, from which ``log p(x)`` is estimated (Burda et al.);
+* ``encode``, ``decode``, ``sample``, ``reconstruct`` and ``representation`` (the posterior means
+  that the disentanglement metrics score).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from vitae.models.distributions import DiagonalGaussian, standard_normal_log_prob
+
+
+@dataclass
+class Inference:
+    """One pass through a model: posteriors and latent values per group, and the mean image."""
+
+    posteriors: dict[str, DiagonalGaussian]
+    z: dict[str, torch.Tensor]
+    mean: torch.Tensor
+
+
+@dataclass
+class ModelOutput:
+    """Loss (a scalar to minimise) and the per-image ELBO ``[B]`` with its terms."""
+
+    loss: torch.Tensor
+    elbo: torch.Tensor
+    recon: torch.Tensor
+    kl: dict[str, torch.Tensor]
+    regularizer: torch.Tensor = field(default_factory=lambda: torch.tensor(0.0))
+
+
+class GenerativeModel(nn.Module):
+    """Base class: subclasses set ``latent_dims`` and implement ``infer`` and ``decode``."""
+
+    latent_dims: dict[str, int]
+
+    def __init__(self, likelihood: nn.Module, beta: float = 1.0):
+        super().__init__()
+        self.likelihood = likelihood
+        self.beta = beta
+
+    # -- what a subclass provides -------------------------------------------------------------
+    def infer(self, x: torch.Tensor, sample: bool = True) -> Inference:
+        raise NotImplementedError
+
+    def decode(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean images ``[B, C, H, W]`` for latent values ``{group: [B, d]}``."""
+        raise NotImplementedError
+
+    def regularizer(self, inference: Inference) -> torch.Tensor:
+        """An extra loss term on the batch (beta-TCVAE, DIP-VAE); none by default."""
+        return inference.mean.new_zeros(())
+
+    # -- what follows ---------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, kl_weight: float = 1.0) -> ModelOutput:
+        inference = self.infer(x, sample=True)
+        recon = self.likelihood.log_prob(x, inference.mean)
+        kl = {name: q.kl_to_standard_normal() for name, q in inference.posteriors.items()}
+        kl_total = sum(kl.values())
+        regularizer = self.regularizer(inference)
+        loss = -(recon - kl_weight * self.beta * kl_total).mean() + regularizer
+        return ModelOutput(loss=loss, elbo=recon - kl_total, recon=recon, kl=kl, regularizer=regularizer)
+
+    def log_weights(self, x: torch.Tensor, n_samples: int) -> torch.Tensor:
+        """``[n_samples, B]`` importance log-weights ``log p(x, z) - log q(z | x)``."""
+        batch = x.shape[0]
+        repeated = x.repeat(n_samples, *([1] * (x.dim() - 1)))
+        inference = self.infer(repeated, sample=True)
+        log_w = self.likelihood.log_prob(repeated, inference.mean)
+        for name, q in inference.posteriors.items():
+            z = inference.z[name]
+            log_w = log_w + standard_normal_log_prob(z) - q.log_prob(z)
+        return log_w.view(n_samples, batch)
+
+    def encode(self, x: torch.Tensor) -> dict[str, DiagonalGaussian]:
+        """The posteriors per latent group (for C-VITAE, ``q(z_A | x')`` at the mean ``z_P``)."""
+        return self.infer(x, sample=False).posteriors
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior means of every group, concatenated in ``latent_dims`` order: ``[B, d]``."""
+        posteriors = self.encode(x)
+        return torch.cat([posteriors[name].mean for name in self.latent_dims], dim=1)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.infer(x, sample=False).mean
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` mean images decoded from the prior ``N(0, I)``."""
+        device = next(self.parameters()).device
+        z = {
+            name: torch.randn(n, dim, generator=generator, device=generator.device if generator else device).to(device)
+            for name, dim in self.latent_dims.items()
+        }
+        return self.decode(z)

@@ -1,0 +1,1 @@
+"""Training and evaluating runs: the loop, checkpoints and the run folder."""

@@ -1,0 +1,37 @@
+"""A run's checkpoint: one dict (model, optimizer, completed epochs, RNG states, config) written
+atomically (a temporary file in the same folder, then ``os.replace``), so a run killed while
+saving keeps its previous checkpoint. It loads with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from vitae.errors import VitaeError
+
+FILENAME = "checkpoint.pt"
+
+
+def save(state: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: Path, map_location="cpu") -> dict:
+    if not path.is_file():
+        raise VitaeError(f"no checkpoint at {path}; train the run first (vitae train ... --out {path.parent})")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VitaeError(f"checkpoint {path} is truncated or corrupt ({first_line}); retrain, or restore it from a copy") from None
+    missing = {"model", "optimizer", "epoch", "rng", "config"} - set(state) if isinstance(state, dict) else {"all keys"}
+    if missing:
+        raise VitaeError(f"checkpoint {path} lacks {sorted(missing)}; it was not written by vitae train")
+    return state

@@ -1,0 +1,255 @@
+"""The training loop (supplement section 2): Adam, KL warm-up ``w = min(epoch / warmup, 1)``,
+no early stopping; one readable function, nanoGPT style.
+
+A run folder holds ``config.json``, ``checkpoint.pt`` (atomic, every ``checkpoint_every`` epochs
+and at the end), ``log.csv`` (one row per epoch: train and test ELBO and their terms) and, once
+evaluated or diverged, ``metrics.json``. ``resume`` restores model, optimizer and both RNG streams
+(reparameterisation noise and data order), so an interrupted run ends with the same parameters
+as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from vitae import config as config_module
+from vitae import data as data_module
+from vitae import models
+from vitae.config import Config
+from vitae.errors import DivergedError, VitaeError
+from vitae.training import checkpoint
+
+RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "eval_batch_size", "eval_samples"}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise VitaeError(f"unknown device '{name}'; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VitaeError(f"device '{name}' asked for, but this machine has no CUDA GPU; use device=auto or cpu")
+    return device
+
+
+def kl_weight(epoch: int, warmup: int) -> float:
+    """KL warm-up for the ``epoch``-th epoch, counted from 1: ``min(epoch / warmup, 1)``."""
+    return 1.0 if warmup == 0 else min(epoch / warmup, 1.0)
+
+
+def build_model(config: Config, image_shape) -> models.GenerativeModel:
+    return models.create(config.model, image_shape, **config.model_kwargs())
+
+
+def load_data(config: Config) -> data_module.Dataset:
+    return data_module.create(config.data, config.data_root or None, **config.data_options)
+
+
+@dataclass
+class Run:
+    """The files of one run folder."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / checkpoint.FILENAME
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def figures(self) -> Path:
+        return self.path / "figures"
+
+    def exists(self) -> bool:
+        return self.config.exists() or self.checkpoint.exists()
+
+    def require(self) -> None:
+        if not self.path.is_dir():
+            raise VitaeError(f"run folder {self.path} does not exist")
+        if not self.config.is_file() or not self.checkpoint.is_file():
+            raise VitaeError(f"{self.path} is not a run folder (needs config.json and checkpoint.pt written by vitae train)")
+
+    def read_metrics(self) -> dict:
+        if not self.metrics.is_file():
+            return {}
+        try:
+            return json.loads(self.metrics.read_text())
+        except json.JSONDecodeError:
+            raise VitaeError(f"{self.metrics} is not valid JSON; move it away and evaluate again") from None
+
+    def write_metrics(self, values: dict) -> None:
+        """Merge ``values`` into ``metrics.json`` (atomically)."""
+        merged = {**self.read_metrics(), **values}
+        tmp = self.metrics.with_name("metrics.json.tmp")
+        tmp.write_text(json.dumps(merged, indent=2) + "\n")
+        tmp.replace(self.metrics)
+
+
+def load_trained(run: Run, device: str | None = None):
+    """The configuration and the trained model of a run folder, in eval mode."""
+    run.require()
+    config = config_module.load_json(run.config)
+    state = checkpoint.load(run.checkpoint)
+    dev = resolve_device(device or config.device)
+    model = build_model(config, state["image_shape"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise VitaeError(f"checkpoint {run.checkpoint} does not match its config.json ({str(exc).splitlines()[0]})") from None
+    return config, model.to(dev).eval(), state
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "data": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["data"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@torch.no_grad()
+def evaluate_elbo(model, images: torch.Tensor, batch_size: int) -> dict[str, float]:
+    """Mean ELBO and its terms (KL weight 1) over ``images``, one posterior sample per image."""
+    totals: dict[str, float] = {}
+    for idx in data_module.batches(images.shape[0], batch_size, shuffle=False):
+        out = model(images[idx])
+        parts = {"elbo": out.elbo, "recon": out.recon, **{f"kl_{k}": v for k, v in out.kl.items()}}
+        for key, value in parts.items():
+            totals[key] = totals.get(key, 0.0) + value.sum().item()
+    return {key: value / images.shape[0] for key, value in totals.items()}
+
+
+def _check_resume(stored: Config, requested: Config | None) -> Config:
+    if requested is None:
+        return stored
+    changed = [k for k, v in requested.to_dict().items() if v != getattr(stored, k) and k not in RESUMABLE_KEYS]
+    if changed:
+        raise VitaeError(f"--resume keeps the run's config; these keys differ from it: {', '.join(changed)} "
+                         f"(only {', '.join(sorted(RESUMABLE_KEYS))} may change)")
+    return requested
+
+
+def _truncate_log(path: Path, epochs_done: int) -> None:
+    """Drop log rows of epochs after the checkpoint (they are about to be trained again)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= epochs_done]
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(kept)
+
+
+def train(config: Config | None, out: str | Path, *, resume: bool = False, progress: bool = True) -> Run:
+    """Train ``config`` into the folder ``out`` (or continue the run there with ``resume``)."""
+    run = Run(Path(out))
+    if resume:
+        run.require()
+        config = _check_resume(config_module.load_json(run.config), config)
+        state = checkpoint.load(run.checkpoint)
+    else:
+        if config is None:
+            raise VitaeError("a config file is needed to start a run")
+        if run.exists():
+            raise VitaeError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
+        state = None
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    dataset = load_data(config)
+    model = build_model(config, dataset.image_shape).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], generator)
+        start = state["epoch"]
+        _truncate_log(run.log, start)
+    else:
+        run.path.mkdir(parents=True, exist_ok=True)
+        config_module.save_json(config, run.config)
+    train_x, test_x = dataset.train.images.to(device), dataset.test.images.to(device)
+
+    def save(epoch: int) -> None:
+        checkpoint.save({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+            "rng": _rng_state(generator), "config": config.to_dict(), "image_shape": list(dataset.image_shape),
+        }, run.checkpoint)
+        config_module.save_json(config, run.config)
+
+    if state is None:
+        save(0)
+    bar = tqdm(range(start + 1, config.epochs + 1), initial=start, total=config.epochs,
+               desc=f"{config.model} on {config.data}", disable=not progress, unit="epoch")
+    for epoch in bar:
+        w = kl_weight(epoch, config.warmup)
+        model.train()
+        started, sums, count = time.perf_counter(), {}, 0
+        for step, idx in enumerate(data_module.batches(len(train_x), config.batch_size, generator=generator)):
+            out = model(train_x[idx], kl_weight=w)
+            if not torch.isfinite(out.loss):
+                _diverged(run, epoch, step, out.loss.item())
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            n = len(idx)
+            count += n
+            for key, value in (("loss", out.loss.detach() * n), ("elbo", out.elbo.detach().sum())):
+                sums[key] = sums.get(key, 0.0) + value
+        seconds = time.perf_counter() - started
+        model.eval()
+        test = evaluate_elbo(model, test_x, config.eval_batch_size)
+        row = {"epoch": epoch, "kl_weight": w, "train_loss": float(sums["loss"]) / count,
+               "train_elbo": float(sums["elbo"]) / count, **{f"test_{k}": v for k, v in test.items()},
+               "seconds": seconds}
+        if not all(math.isfinite(v) for v in row.values()):
+            _diverged(run, epoch, None, row["test_elbo"])
+        _append_log(run.log, row)
+        bar.set_postfix(train_elbo=f"{row['train_elbo']:.1f}", test_elbo=f"{row['test_elbo']:.1f}")
+        if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+            save(epoch)
+    return run
+
+
+def _append_log(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _diverged(run: Run, epoch: int, step: int | None, value: float) -> None:
+    where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
+    run.write_metrics({"diverged": True, "diverged_at_epoch": epoch, "diverged_value": str(value)})
+    raise DivergedError(f"training diverged at {where} (loss {value}); recorded in {run.metrics}, "
+                        "the last good checkpoint is kept; try a lower lr")
