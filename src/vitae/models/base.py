@@ -1,9 +1,10 @@
 """The interface every generative model shares, and the ELBO / importance weights built on it.
 
 A model names its latent groups (``("z",)`` for a VAE, ``("z_A", "z_P")`` for VITAE) and
-implements one method, ``infer(x, sample)``: the posteriors ``q(. | x)``, one latent value per
-group (a sample, or the posterior mean when ``sample=False``) and the mean image
-``p(x | z)`` it decodes to. Everything else follows here:
+implements ``infer(x, sample)``: the posteriors ``q(. | x)``, one latent value per group (a
+sample, or the posterior mean when ``sample=False``) and the likelihood's parameter images
+``p(x | z)`` it decodes to (the mean image, and a variance image where the likelihood learns one;
+see ``vitae.models.likelihoods``), and ``decode_params(z)``. Everything else follows here:
 
 * ``forward(x, kl_weight)`` -> ``ModelOutput``: the ELBO per image with its terms (reconstruction
   ``E_q[log p(x|z)]``, one KL per latent group, in closed form) and the training loss
@@ -26,11 +27,12 @@ from vitae.models.distributions import DiagonalGaussian, standard_normal_log_pro
 
 @dataclass
 class Inference:
-    """One pass through a model: posteriors and latent values per group, and the mean image."""
+    """One pass through a model: posteriors and latent values per group, and the likelihood's
+    parameter images ``[B, P*C, H, W]``."""
 
     posteriors: dict[str, DiagonalGaussian]
     z: dict[str, torch.Tensor]
-    mean: torch.Tensor
+    params: torch.Tensor
 
 
 @dataclass
@@ -45,7 +47,7 @@ class ModelOutput:
 
 
 class GenerativeModel(nn.Module):
-    """Base class: subclasses set ``latent_dims`` and implement ``infer`` and ``decode``."""
+    """Base class: subclasses set ``latent_dims`` and implement ``infer`` and ``decode_params``."""
 
     latent_dims: dict[str, int]
 
@@ -58,18 +60,18 @@ class GenerativeModel(nn.Module):
     def infer(self, x: torch.Tensor, sample: bool = True) -> Inference:
         raise NotImplementedError
 
-    def decode(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean images ``[B, C, H, W]`` for latent values ``{group: [B, d]}``."""
+    def decode_params(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The likelihood's parameter images for latent values ``{group: [B, d]}``."""
         raise NotImplementedError
 
     def regularizer(self, inference: Inference) -> torch.Tensor:
         """An extra loss term on the batch (beta-TCVAE, DIP-VAE); none by default."""
-        return inference.mean.new_zeros(())
+        return inference.params.new_zeros(())
 
     # -- what follows ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, kl_weight: float = 1.0) -> ModelOutput:
         inference = self.infer(x, sample=True)
-        recon = self.likelihood.log_prob(x, inference.mean)
+        recon = self.likelihood.log_prob(x, inference.params)
         kl = {name: q.kl_to_standard_normal() for name, q in inference.posteriors.items()}
         kl_total = sum(kl.values())
         regularizer = self.regularizer(inference)
@@ -81,7 +83,7 @@ class GenerativeModel(nn.Module):
         batch = x.shape[0]
         repeated = x.repeat(n_samples, *([1] * (x.dim() - 1)))
         inference = self.infer(repeated, sample=True)
-        log_w = self.likelihood.log_prob(repeated, inference.mean)
+        log_w = self.likelihood.log_prob(repeated, inference.params)
         for name, q in inference.posteriors.items():
             z = inference.z[name]
             log_w = log_w + standard_normal_log_prob(z) - q.log_prob(z)
@@ -96,8 +98,13 @@ class GenerativeModel(nn.Module):
         posteriors = self.encode(x)
         return torch.cat([posteriors[name].mean for name in self.latent_dims], dim=1)
 
+    def decode(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean images ``[B, C, H, W]`` for latent values ``{group: [B, d]}``."""
+        return self.likelihood.mean(self.decode_params(z))
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.infer(x, sample=False).mean
+        """Mean images decoded from the posterior means."""
+        return self.likelihood.mean(self.infer(x, sample=False).params)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` mean images decoded from the prior ``N(0, I)``."""

@@ -2,8 +2,10 @@
 scores images under it. The VITAE models warp the mean image (and any variance image) before
 scoring, so a likelihood only ever sees images in the observed perspective.
 
-Convention: ``log_prob(x, mean)`` takes ``[B, C, H, W]`` tensors and returns ``[B]`` (nats,
-summed over pixels).
+Convention: a decoder outputs ``out_channels(C)`` channels; ``params(output)`` turns them into the
+parameter images that are warped (``[B, P*C, H, W]``: the mean, then any variance);
+``log_prob(x, params)`` takes ``x`` ``[B, C, H, W]`` and returns ``[B]`` (nats, summed over
+pixels); ``mean(params)`` is the mean image ``[B, C, H, W]``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,14 @@ class Bernoulli(nn.Module):
         super().__init__()
         self.eps = eps
 
-    def mean(self, output: torch.Tensor) -> torch.Tensor:
+    def out_channels(self, channels: int) -> int:
+        return channels
+
+    def params(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return params
 
     def log_prob(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         p = mean.clamp(self.eps, 1 - self.eps)

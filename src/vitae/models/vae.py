@@ -15,15 +15,16 @@ class VAE(GenerativeModel):
         super().__init__(likelihood, beta=beta)
         self.latent_dims = {"z": latent_dim}
         self.encoder = architecture.encoder(image_shape, latent_dim)
-        self.decoder = architecture.decoder(latent_dim, image_shape)
+        channels, height, width = image_shape
+        self.decoder = architecture.decoder(latent_dim, (likelihood.out_channels(channels), height, width))
 
     def infer(self, x: torch.Tensor, sample: bool = True) -> Inference:
         q = self.encoder(x)
         z = q.rsample() if sample else q.mean
-        return Inference({"z": q}, {"z": z}, self.decode({"z": z}))
+        return Inference({"z": q}, {"z": z}, self.decode_params({"z": z}))
 
-    def decode(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.likelihood.mean(self.decoder(z["z"]))
+    def decode_params(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.likelihood.params(self.decoder(z["z"]))
 
 
 class BetaVAE(VAE):

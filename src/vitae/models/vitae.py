@@ -1,7 +1,8 @@
 """U-VITAE and C-VITAE: appearance ``z_A`` and perspective ``z_P``, both with prior ``N(0, I)``.
 
 Generative model (both): ``gamma = g_P(z_P)``, ``xbar = g_A(z_A)`` (the image in a canonical
-perspective), ``x ~ p(x | T_gamma(xbar))``; the mean image is warped, ``warp(xbar, gamma)``.
+perspective), ``x ~ p(x | T_gamma(xbar))``: the likelihood's parameter images (the mean, and the
+variance where it is learned) are warped together, ``warp(xbar, gamma)``.
 
 Inference:
 * U-VITAE: ``q(z_P | x)`` and ``q(z_A | x)`` both read the raw image.
@@ -60,14 +61,16 @@ class UVITAE(GenerativeModel):
         self.latent_dims = {"z_A": appearance_dim, "z_P": perspective_dim}
         self.transform = transform
         self.appearance_encoder = architecture.encoder(image_shape, appearance_dim, width)
-        self.appearance_decoder = architecture.decoder(appearance_dim, image_shape, width)
+        channels, height, w = image_shape
+        out_shape = (likelihood.out_channels(channels), height, w)
+        self.appearance_decoder = architecture.decoder(appearance_dim, out_shape, width)
         self.perspective_encoder = architecture.encoder(image_shape, perspective_dim, width)
         hidden = architecture.scaled(architecture.decoder_hidden, width)
         self.perspective_decoder = PerspectiveDecoder(perspective_dim, transform.theta_dim, hidden)
 
     def canonical(self, z_a: torch.Tensor) -> torch.Tensor:
-        """``xbar = g_A(z_A)``: the mean image in the canonical perspective."""
-        return self.likelihood.mean(self.appearance_decoder(z_a))
+        """``xbar = g_A(z_A)``: the likelihood's parameter images in the canonical perspective."""
+        return self.likelihood.params(self.appearance_decoder(z_a))
 
     def infer(self, x: torch.Tensor, sample: bool = True) -> Inference:
         draw = (lambda q: q.rsample()) if sample else (lambda q: q.mean)
@@ -77,10 +80,10 @@ class UVITAE(GenerativeModel):
         appearance_input = self.transform.warp(x, gamma, inverse=True) if self.conditional else x
         q_a = self.appearance_encoder(appearance_input)
         z_a = draw(q_a)
-        mean = self.transform.warp(self.canonical(z_a), gamma)
-        return Inference({"z_A": q_a, "z_P": q_p}, {"z_A": z_a, "z_P": z_p}, mean)
+        params = self.transform.warp(self.canonical(z_a), gamma)
+        return Inference({"z_A": q_a, "z_P": q_p}, {"z_A": z_a, "z_P": z_p}, params)
 
-    def decode(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
+    def decode_params(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.transform.warp(self.canonical(z["z_A"]), self.perspective_decoder(z["z_P"]))
 
 
