@@ -45,6 +45,7 @@ class Config:
     eval_batch_size: int = 2000
     # what `vitae evaluate` does by default
     eval_samples: int = 1000  # importance samples per test image for log p(x)
+    metric_options: dict = field(default_factory=dict)  # sample sizes of the disentanglement metrics
 
     def model_kwargs(self) -> dict:
         """The keywords ``vitae.models.create`` takes from this configuration."""

@@ -63,4 +63,4 @@ def disentanglement(config, model) -> dict:
                   for i in range(0, len(images), config.eval_batch_size)]
         return torch.cat(chunks).numpy()
 
-    return compute_all(truth, representation, seed=config.seed)
+    return compute_all(truth, representation, seed=config.seed, **config.metric_options)

@@ -27,7 +27,7 @@ from vitae.config import Config
 from vitae.errors import DivergedError, VitaeError
 from vitae.training import checkpoint
 
-RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "eval_batch_size", "eval_samples"}
+RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "eval_batch_size", "eval_samples", "metric_options"}
 
 
 def resolve_device(name: str) -> torch.device:
