@@ -135,3 +135,12 @@ def test_bad_input_names_the_problem():
         transforms.create("affine", tessellation=(2, 2))
     with pytest.raises(ValueError, match=r"theta must have shape \[B, 6\], got \[3, 5\]"):
         transforms.create("affine_diffeo").warp(torch.rand(3, 1, 8, 8), torch.zeros(3, 5))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_prepared_warp_equals_warp_in_both_directions(name):
+    t = transforms.create(name)
+    images, theta = torch.rand(3, 2, 20, 28, dtype=torch.float64), random_theta(3)
+    warp = t.prepare(theta)
+    torch.testing.assert_close(warp(images), t.warp(images, theta), atol=1e-12, rtol=0)
+    torch.testing.assert_close(warp(images, inverse=True), t.warp(images, theta, inverse=True), atol=1e-12, rtol=0)

@@ -11,14 +11,18 @@ Convention (shared by every family)
 * ``warp(images, theta)`` resamples ``images`` ``[B, C, H, W]`` by backward mapping: the output
   pixel at ``p`` reads the input at ``T_theta(p)``, that is ``warp(I, theta) = I o T_theta``.
   Bilinear interpolation, zeros outside the image, ``align_corners=False`` (pixel centres at
-  ``(2i + 1) / W - 1``), as ``F.grid_sample`` does. The sampler works in pixel units from the
-  displacement ``T_theta(p) - p``, so ``theta = 0`` reproduces the input bit for bit (a
-  normalised grid through ``F.grid_sample`` is off by rounding, ~3e-6 on 28x28). Hence
-  ``warp(warp(I, theta), theta, inverse=True) = I o T_theta o T_theta^{-1} = I`` up to
+  ``(2i + 1) / W - 1``), as ``F.grid_sample`` does. The sampler adds the displacement
+  ``T_theta(p) - p`` to exactly represented pixel centres, so ``theta = 0`` reproduces the input
+  bit for bit (a normalised grid through ``F.grid_sample`` is off by rounding, ~3e-6 on 28x28).
+  Hence ``warp(warp(I, theta), theta, inverse=True) = I o T_theta o T_theta^{-1} = I`` up to
   interpolation. A variance image is warped like any other channel.
+* ``prepare(theta)`` binds ``theta`` once for several warps (C-VITAE un-warps the input and warps
+  the decoded image with the same ``gamma``): ``w = t.prepare(theta); w(x, inverse=True); w(y)``.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +41,12 @@ def power_of_two(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def sample_displaced(images: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor) -> torch.Tensor:
-    """Bilinear read of ``images`` ``[B, C, H, W]`` at the pixel centres moved by ``shift``
-    (``[B, H, W]`` each, in normalised units); zeros outside; differentiable in all inputs.
+def displaced_sample(images: torch.Tensor, shift: torch.Tensor | None = None, affine_shift: torch.Tensor | None = None) -> torch.Tensor:
+    """Bilinear read of ``images`` ``[B, C, H, W]`` at every pixel centre ``p`` moved to
+    ``p + shift(p)`` (normalised units); zeros outside; differentiable in all inputs.
+
+    Give either ``shift`` ``[B, H, W, 2]``, or ``affine_shift``, a ``[B, 3, 2]`` matrix ``D`` with
+    ``shift(p) = [x, y, 1] D`` (the affine families: the grid is then one ``baddbmm``).
 
     ``F.grid_sample`` takes absolute normalised coordinates, and ``(2i + 1) / W - 1`` survives its
     round trip to pixel units exactly only when ``W`` is a power of two. The image is therefore
@@ -51,17 +58,23 @@ def sample_displaced(images: torch.Tensor, shift_x: torch.Tensor, shift_y: torch
     if (hp, wp) != (h, w):
         images = F.pad(images, (0, wp - w, 0, hp - h))
     dtype, device = images.dtype, images.device
-    centre_x = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / wp - 1
-    centre_y = ((torch.arange(h, device=device, dtype=dtype) * 2 + 1) / hp - 1).unsqueeze(1)
-    # a shift of s (normalised to w) is s * w / wp in the padded image's normalised units
-    grid = torch.stack([centre_x + shift_x.to(dtype) * (w / wp), centre_y + shift_y.to(dtype) * (h / hp)], dim=-1)
+    xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / wp - 1  # exact: wp is a power of two
+    ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / hp - 1
+    centre = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(1, h * w, 2)
+    to_padded = torch.tensor([w / wp, h / hp], device=device, dtype=dtype)  # a unit of shift, re-normalised
+    if affine_shift is None:
+        grid = centre.view(1, h, w, 2) + shift.to(dtype) * to_padded
+    else:
+        points = torch.cat([identity_grid(1, h, w, device=device, dtype=dtype), torch.ones(1, h * w, 1, device=device, dtype=dtype)], 2)
+        grid = torch.baddbmm(centre.expand(b, -1, -1), points.expand(b, -1, -1), affine_shift.to(dtype) * to_padded)
+        grid = grid.view(b, h, w, 2)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 class Transform(nn.Module):
     """Base class: a family of invertible spatial transformations indexed by ``theta``.
 
-    Subclasses implement ``transform_points``; ``warp`` follows from it.
+    Subclasses implement ``transform_points``; ``warp`` and ``prepare`` follow from it.
     """
 
     name: str = ""
@@ -80,8 +93,17 @@ class Transform(nn.Module):
         self.check_theta(theta)
         b, _, h, w = images.shape
         grid = identity_grid(b, h, w, device=images.device, dtype=theta.dtype)
-        shift = (self.transform_points(grid, theta, inverse=inverse) - grid).reshape(b, h, w, 2)
-        return sample_displaced(images, shift[..., 0], shift[..., 1])  # shift is exactly 0 at theta = 0
+        shift = self.transform_points(grid, theta, inverse=inverse) - grid  # exactly 0 at theta = 0
+        return displaced_sample(images, shift=shift.reshape(b, h, w, 2))
+
+    def prepare(self, theta: torch.Tensor) -> Callable[..., torch.Tensor]:
+        """``warp`` with ``theta`` bound: ``prepare(theta)(images, inverse=False)``."""
+        self.check_theta(theta)
+
+        def warp(images: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+            return self.warp(images, theta, inverse=inverse)
+
+        return warp
 
     def forward(self, images: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         return self.warp(images, theta, inverse=inverse)
@@ -99,21 +121,30 @@ class MatrixTransform(Transform):
 
     def transform_points(self, points: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         self.check_theta(theta)
-        m = self.matrix(theta, inverse=inverse).unsqueeze(1)  # [B, 1, 2, 3]
-        # elementwise rather than a batched matmul: with 2x2 blocks bmm is the slower path
-        x, y = points[..., :1], points[..., 1:]
-        return m[..., 0] * x + m[..., 1] * y + m[..., 2]
+        m = self.matrix(theta, inverse=inverse)
+        return points @ m[:, :, :2].transpose(1, 2) + m[:, :, 2].unsqueeze(1)
 
     def warp(self, images: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         self.check_theta(theta)
-        h, w = images.shape[-2:]
-        eye = torch.eye(2, 3, dtype=theta.dtype, device=theta.device)
-        d = (self.matrix(theta, inverse=inverse) - eye)[:, :, :, None, None]  # T(p) - p = d [x, y, 1]
-        x = (torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1
-        y = ((torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1).unsqueeze(1)
-        shift = d[:, :, 0] * x + d[:, :, 1] * y + d[:, :, 2]  # [B, 2, H, W]
-        return sample_displaced(images, shift[:, 0], shift[:, 1])
+        return warp_affine(images, self.matrix(theta, inverse=inverse))
 
+    def prepare(self, theta: torch.Tensor) -> Callable[..., torch.Tensor]:
+        """One matrix for both directions: the inverse is the closed-form ``[A^-1 | -A^-1 b]``
+        of the forward matrix (for the diffeomorphic family this saves a second ``matrix_exp``)."""
+        self.check_theta(theta)
+        forward = self.matrix(theta)
+        backward = invert_affine(forward)
+
+        def warp(images: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+            return warp_affine(images, backward if inverse else forward)
+
+        return warp
+
+
+def warp_affine(images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``warp`` for the ``[B, 2, 3]`` matrix ``m``: the displacement is ``[x, y, 1] (m - [I | 0])^T``."""
+    eye = torch.eye(2, 3, dtype=m.dtype, device=m.device)
+    return displaced_sample(images, affine_shift=(m - eye).transpose(1, 2))
 
 
 def invert_affine(m: torch.Tensor) -> torch.Tensor:
