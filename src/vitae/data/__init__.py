@@ -17,6 +17,11 @@ from vitae.errors import VitaeError
 # name -> module (imported on first use, so one data set's optional packages never block another)
 REGISTRY: dict[str, str] = {
     "mnist": "vitae.data.mnist",
+    "faces": "vitae.data.faces",
+    "images": "vitae.data.image_folder",
+    "sprites": "vitae.data.sprites",
+    "bodies": "vitae.data.bodies",
+    "affine_mnist": "vitae.data.affine_mnist",
 }
 
 

@@ -2,7 +2,11 @@
 
 ``create(name, image_shape, **options)`` builds a model; a new model is one file plus one line in
 ``REGISTRY``. Options are the model's constructor keywords plus ``architecture``,
-``likelihood``, ``transform`` and ``transform_options`` (built here, so the models get objects).
+``likelihood``, ``likelihood_options``, ``transform`` and ``transform_options`` (built here, so
+the models get objects). A configuration passes the same options to every model, so an option
+that only another model takes is ignored; one that no model takes is an error (a typo).
+Training passes ``dataset_size`` (the number of training images), which beta-TCVAE's
+estimators need and the other models ignore.
 """
 
 from __future__ import annotations
@@ -13,15 +17,24 @@ from vitae import transforms
 from vitae.errors import VitaeError
 from vitae.models import likelihoods, networks
 from vitae.models.base import GenerativeModel, Inference, ModelOutput
+from vitae.models.dipvae import DIPVAE
+from vitae.models.tcvae import BetaTCVAE
 from vitae.models.vae import VAE, BetaVAE
 from vitae.models.vitae import CVITAE, UVITAE
 
 REGISTRY: dict[str, type[GenerativeModel]] = {
     "vae": VAE,
     "beta_vae": BetaVAE,
+    "beta_tcvae": BetaTCVAE,
+    "dip_vae": DIPVAE,
     "uvitae": UVITAE,
     "cvitae": CVITAE,
 }
+
+
+def _keywords(cls: type[GenerativeModel]) -> set[str]:
+    """The constructor keywords a model takes from the options (the built objects excluded)."""
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "image_shape", "architecture", "likelihood", "transform"}
 
 
 def create(
@@ -39,9 +52,11 @@ def create(
     model (e.g. ``transform`` for a VAE) are ignored, unknown ones are an error."""
     if name not in REGISTRY:
         raise VitaeError(f"unknown model '{name}'; choose one of: {', '.join(sorted(REGISTRY))}")
+    unknown = set(options) - set().union(*(_keywords(model) for model in REGISTRY.values()))
+    if unknown:
+        raise VitaeError(f"no model takes the option(s) {', '.join(sorted(unknown))}; model '{name}' takes: {', '.join(sorted(_keywords(REGISTRY[name])))}")
     cls = REGISTRY[name]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "image_shape", "architecture", "likelihood", "transform"}
-    kwargs = {key: value for key, value in options.items() if key in accepted}
+    kwargs = {key: value for key, value in options.items() if key in _keywords(cls)}
     kwargs["architecture"] = networks.architecture(architecture)
     kwargs["likelihood"] = likelihoods.create(likelihood, **(likelihood_options or {}))
     if "transform" in inspect.signature(cls.__init__).parameters:

@@ -8,7 +8,9 @@ see ``vitae.models.likelihoods``), and ``decode_params(z)``. Everything else fol
 
 * ``forward(x, kl_weight)`` -> ``ModelOutput``: the ELBO per image with its terms (reconstruction
   ``E_q[log p(x|z)]``, one KL per latent group, in closed form) and the training loss
-  ``-(recon - kl_weight * beta * sum KL) + regulariser``, averaged over the batch;
+  ``-(recon - kl_weight * kl_penalty) + regulariser``, averaged over the batch. ``kl_penalty``
+  is ``beta * sum KL`` unless a model reweights the KL's parts (beta-TCVAE); the warm-up weight
+  scales it and nothing else; the reported ELBO always has KL weight 1;
 * ``log_weights(x, K)``: importance weights ``log p(x|z) + log p(z) - log q(z|x)`` for
   ``K`` samples, from which ``log p(x)`` is estimated (Burda et al.);
 * ``encode``, ``decode``, ``sample``, ``reconstruct`` and ``representation`` (the posterior means
@@ -64,8 +66,14 @@ class GenerativeModel(nn.Module):
         """The likelihood's parameter images for latent values ``{group: [B, d]}``."""
         raise NotImplementedError
 
+    def kl_penalty(self, inference: Inference, kl: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The KL part of the loss per image ``[B]``, before the warm-up weight: ``beta`` times
+        the closed-form KL by default; beta-TCVAE weights the KL's decomposition instead."""
+        return self.beta * sum(kl.values())
+
     def regularizer(self, inference: Inference) -> torch.Tensor:
-        """An extra loss term on the batch (beta-TCVAE, DIP-VAE); none by default."""
+        """An extra loss term on the whole batch, not scaled by the warm-up (DIP-VAE's moment
+        matching); none by default."""
         return inference.params.new_zeros(())
 
     # -- what follows ---------------------------------------------------------------------------
@@ -75,7 +83,7 @@ class GenerativeModel(nn.Module):
         kl = {name: q.kl_to_standard_normal() for name, q in inference.posteriors.items()}
         kl_total = sum(kl.values())
         regularizer = self.regularizer(inference)
-        loss = -(recon - kl_weight * self.beta * kl_total).mean() + regularizer
+        loss = -(recon - kl_weight * self.kl_penalty(inference, kl)).mean() + regularizer
         return ModelOutput(loss=loss, elbo=recon - kl_total, recon=recon, kl=kl, regularizer=regularizer)
 
     def log_weights(self, x: torch.Tensor, n_samples: int) -> torch.Tensor:

@@ -1,19 +1,28 @@
-"""Observation models ``p(x | mean)``: each turns a decoder's raw output into the mean image and
-scores images under it. The VITAE models warp the mean image (and any variance image) before
-scoring, so a likelihood only ever sees images in the observed perspective.
+"""Observation models ``p(x | params)``: each turns a decoder's raw output into the parameter
+images it needs and scores images under them. The VITAE models warp those parameter images
+before scoring, so a likelihood only ever sees images in the observed perspective.
 
 Convention: a decoder outputs ``out_channels(C)`` channels; ``params(output)`` turns them into the
-parameter images that are warped (``[B, P*C, H, W]``: the mean, then any variance);
+parameter images that are warped (``[B, P*C, H, W]``: the mean, then any learned variance);
 ``log_prob(x, params)`` takes ``x`` ``[B, C, H, W]`` and returns ``[B]`` (nats, summed over
 pixels); ``mean(params)`` is the mean image ``[B, C, H, W]``.
+
+A warp fills pixels that come from outside the image with zeros, so every parameter image must
+read a zero as something ``log_prob`` can score: the Bernoulli clamps its mean, the Gaussian
+stores a learned variance as its excess over a floor.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vitae.errors import VitaeError
+
+LOG_2PI = math.log(2 * math.pi)
 
 
 class Bernoulli(nn.Module):
@@ -40,10 +49,61 @@ class Bernoulli(nn.Module):
         return (x * p.log() + (1 - x) * (1 - p).log()).flatten(1).sum(1)
 
 
-REGISTRY: dict[str, type[nn.Module]] = {"bernoulli": Bernoulli}
+MEAN_ACTIVATIONS = {"linear": lambda output: output, "sigmoid": torch.sigmoid}
+
+
+class Gaussian(nn.Module):
+    """Per-pixel ``N(x; mean, variance)``.
+
+    * ``variance``: the fixed variance of every pixel (the paper's 0.1 for SMPL and CelebA,
+      supplement section 2). It is a constant, so it is not a parameter image and is not warped.
+    * ``learned=True``: the decoder outputs a second image, ``softplus`` of which is the
+      variance's excess over ``min_variance``; that image is warped with the mean, and the
+      zeros a warp pads with read as the floor ``min_variance`` rather than as a variance of 0.
+    * ``mean``: the activation on the mean image, ``"linear"`` (supplement Table 3, the SMPL MLP)
+      or ``"sigmoid"`` (Table 4, the CelebA conv net, and Table 1); the decoder's last layer is
+      linear and this is where the table's activation goes.
+    """
+
+    def __init__(self, variance: float = 0.1, learned: bool = False, min_variance: float = 1e-3, mean: str = "linear"):
+        super().__init__()
+        if not variance > 0 or not min_variance > 0:
+            raise VitaeError(f"gaussian likelihood: variance and min_variance must be positive, got {variance} and {min_variance}")
+        if mean not in MEAN_ACTIVATIONS:
+            raise VitaeError(f"gaussian likelihood: unknown mean activation '{mean}'; choose one of: {', '.join(MEAN_ACTIVATIONS)}")
+        self.variance, self.learned, self.min_variance = variance, learned, min_variance
+        self.mean_activation = mean
+
+    def out_channels(self, channels: int) -> int:
+        return 2 * channels if self.learned else channels
+
+    def params(self, output: torch.Tensor) -> torch.Tensor:
+        if not self.learned:
+            return MEAN_ACTIVATIONS[self.mean_activation](output)
+        mean, excess = output.chunk(2, dim=1)
+        return torch.cat([MEAN_ACTIVATIONS[self.mean_activation](mean), F.softplus(excess)], dim=1)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return params.chunk(2, dim=1)[0] if self.learned else params
+
+    def log_variance(self, params: torch.Tensor) -> torch.Tensor | float:
+        """``log variance``: an image ``[B, C, H, W]`` when learned, else the constant."""
+        return (params.chunk(2, dim=1)[1] + self.min_variance).log() if self.learned else math.log(self.variance)
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        log_var = self.log_variance(params)
+        inv_var = (-log_var).exp() if self.learned else 1.0 / self.variance
+        log_density = -0.5 * ((x - self.mean(params)).pow(2) * inv_var + log_var + LOG_2PI)
+        return log_density.flatten(1).sum(1)
+
+
+REGISTRY: dict[str, type[nn.Module]] = {"bernoulli": Bernoulli, "gaussian": Gaussian}
 
 
 def create(name: str, **options) -> nn.Module:
     if name not in REGISTRY:
         raise VitaeError(f"unknown likelihood '{name}'; choose one of: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name](**options)
+    try:
+        return REGISTRY[name](**options)
+    except TypeError as exc:
+        raise VitaeError(f"likelihood '{name}' does not take these options {sorted(options)}: {exc}") from None

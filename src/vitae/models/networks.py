@@ -1,13 +1,30 @@
 """Encoder and decoder networks of the paper's architectures, by name.
 
-``mnist_mlp`` is supplement Table 1: the mean and the variance encoders are separate MLPs
-(128, 64 units, LeakyReLU(0.1)) ending in ``d`` linear / softplus units; the decoder is an MLP
-(64, 64) ending in ``D`` units. ``width`` scales every hidden layer: the VITAE models use about
-half the neurons per encoder/decoder (``width = 0.5``) so that their total size matches a VAE's.
+* ``mnist_mlp``, supplement Table 1 (images ``1 x 28 x 28``): separate mean and variance encoder
+  MLPs (128, 64 units) ending in ``d`` linear / softplus units; a decoder MLP (64, 64) ending in
+  ``D = 784`` units.
+* ``smpl_mlp``, Table 3 (images ``1 x 400 x 200``: the paper's "(400, 200)" read as height x
+  width, since the bodies stand upright; ``D = 80,000``): encoders (256, 128), decoder (128, 256).
+* ``celeba_conv``, Table 4 (images ``3 x 128 x 128``): separate mean and variance encoders of
+  three stride-2 convolutions, ``Conv(10, 5) -> Conv(20, 5) -> Conv(40, 3)``, each halving the
+  size (``128 -> 64 -> 32 -> 16``; padding ``k // 2``), then a dense layer to ``d``; the decoder
+  is a dense layer from ``z`` to ``40 x 8 x 8`` (the table starts at the first DeConv and leaves
+  this layer implicit) and four stride-2 transposed convolutions,
+  ``DeConv(40, 3) -> DeConv(20, 3) -> DeConv(10, 5) -> DeConv(C, 5)``, each doubling the size
+  (``8 -> 16 -> 32 -> 64 -> 128``; padding ``k // 2``, output padding 1).
+
+Every hidden layer is followed by LeakyReLU(0.1); the variance encoders end in softplus. The
+decoder's last layer is linear here: the output activation (the tables' Sigmoid, or none) belongs
+to the likelihood, which also decides how many channels the decoder emits (a learned variance
+doubles them). ``width`` scales every hidden layer (units or channels): the VITAE models use about
+half the neurons per network (``width = 0.5``) so that their total size matches a VAE's.
+
+The VITAE perspective decoder ``g_P`` is an MLP from ``z_P`` to the transformation parameters on
+every architecture, with ``perspective_hidden`` units: the MLP decoders' hidden sizes, and for the
+conv net, which the supplement does not list one for, (64, 64).
 
 Convention: encoders take images ``[B, C, H, W]`` and return a ``DiagonalGaussian`` over
-``[B, d]``; decoders take ``[B, d]`` and return the raw output ``[B, C, H, W]`` (the likelihood
-turns it into a mean image).
+``[B, d]``; decoders take ``[B, d]`` and return the raw output ``[B, C', H, W]``.
 """
 
 from __future__ import annotations
@@ -61,16 +78,63 @@ class MLPDecoder(nn.Module):
         return self.net(z).view(-1, *self.out_shape)
 
 
+def conv_stack(in_channels: int, layers: list[tuple[int, int]]) -> nn.Sequential:
+    """Stride-2 convolutions ``(channels, kernel)`` with padding ``kernel // 2`` (each halves an
+    even size exactly), each followed by LeakyReLU(0.1), then flattened."""
+    modules: list[nn.Module] = []
+    for channels, kernel in layers:
+        modules += [nn.Conv2d(in_channels, channels, kernel, stride=2, padding=kernel // 2), nn.LeakyReLU(LEAKY_SLOPE)]
+        in_channels = channels
+    return nn.Sequential(*modules, nn.Flatten())
+
+
+class ConvEncoder(nn.Module):
+    """``q(z | x)`` with separate mean and variance conv nets, each ending in a dense layer."""
+
+    def __init__(self, image_shape, latent_dim: int, layers: list[tuple[int, int]]):
+        super().__init__()
+        channels, height, width = image_shape
+        features = layers[-1][0] * (height >> len(layers)) * (width >> len(layers))
+        self.mean_net = nn.Sequential(conv_stack(channels, layers), nn.Linear(features, latent_dim))
+        self.var_net = nn.Sequential(conv_stack(channels, layers), nn.Linear(features, latent_dim))
+
+    def forward(self, x: torch.Tensor) -> DiagonalGaussian:
+        return DiagonalGaussian(self.mean_net(x), F.softplus(self.var_net(x)) + MIN_VARIANCE)
+
+
+class ConvDecoder(nn.Module):
+    """A dense layer from ``z`` to the first feature map, then stride-2 transposed convolutions
+    ``(channels, kernel)`` (padding ``kernel // 2``, output padding 1: each doubles the size);
+    the last one has ``out_shape``'s channels and no activation."""
+
+    def __init__(self, latent_dim: int, out_shape, layers: list[tuple[int, int]]):
+        super().__init__()
+        out_channels, height, width = out_shape
+        self.start = (layers[0][0], height >> len(layers), width >> len(layers))
+        self.dense = nn.Sequential(nn.Linear(latent_dim, int(torch.Size(self.start).numel())), nn.LeakyReLU(LEAKY_SLOPE))
+        modules: list[nn.Module] = []
+        in_channels = layers[0][0]
+        for i, (channels, kernel) in enumerate(layers):
+            last = i == len(layers) - 1
+            channels = out_channels if last else channels
+            modules.append(nn.ConvTranspose2d(in_channels, channels, kernel, stride=2, padding=kernel // 2, output_padding=1))
+            if not last:
+                modules.append(nn.LeakyReLU(LEAKY_SLOPE))
+            in_channels = channels
+        self.net = nn.Sequential(*modules)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.dense(z).view(-1, *self.start))
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """Hidden-layer sizes of one architecture at full width, and the image shape it expects
-    (``None`` where any size works)."""
+    """One architecture: builds encoders and decoders for the image shape it expects (``None``
+    where any size works), with every hidden layer scaled by ``width``."""
 
-    encoder_hidden: tuple[int, ...]
-    decoder_hidden: tuple[int, ...]
-    image_shape: tuple[int, int, int] | None = None
+    image_shape: tuple[int, int, int] | None
 
-    def scaled(self, sizes: tuple[int, ...], width: float) -> list[int]:
+    def scaled(self, sizes, width: float) -> list[int]:
         return [max(1, round(n * width)) for n in sizes]
 
     def check(self, image_shape) -> None:
@@ -81,15 +145,74 @@ class Architecture:
             )
 
     def encoder(self, image_shape, latent_dim: int, width: float = 1.0) -> nn.Module:
+        raise NotImplementedError
+
+    def decoder(self, latent_dim: int, out_shape, width: float = 1.0) -> nn.Module:
+        raise NotImplementedError
+
+    def perspective_hidden(self, width: float = 1.0) -> list[int]:
+        """Hidden sizes of the MLP ``g_P`` from ``z_P`` to the transformation parameters."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class MLPArchitecture(Architecture):
+    """Fully connected encoders and decoder (Tables 1 and 3)."""
+
+    encoder_hidden: tuple[int, ...] = ()
+    decoder_hidden: tuple[int, ...] = ()
+
+    def encoder(self, image_shape, latent_dim: int, width: float = 1.0) -> nn.Module:
         self.check(image_shape)
         return MLPEncoder(image_shape, latent_dim, self.scaled(self.encoder_hidden, width))
 
     def decoder(self, latent_dim: int, out_shape, width: float = 1.0) -> nn.Module:
         return MLPDecoder(latent_dim, out_shape, self.scaled(self.decoder_hidden, width))
 
+    def perspective_hidden(self, width: float = 1.0) -> list[int]:
+        return self.scaled(self.decoder_hidden, width)
+
+
+@dataclass(frozen=True)
+class ConvArchitecture(Architecture):
+    """Convolutional encoders and a transposed-convolutional decoder (Table 4); layers are
+    ``(channels, kernel)``, all stride 2, so height and width must be multiples of
+    ``2 ** len(decoder_layers)``."""
+
+    encoder_layers: tuple[tuple[int, int], ...] = ()
+    decoder_layers: tuple[tuple[int, int], ...] = ()
+    perspective_sizes: tuple[int, ...] = ()
+
+    def check(self, image_shape) -> None:
+        super().check(image_shape)
+        factor = 2 ** max(len(self.encoder_layers), len(self.decoder_layers))
+        if any(size % factor for size in tuple(image_shape)[1:]):
+            raise VitaeError(f"this architecture needs image height and width divisible by {factor}, the data has {tuple(image_shape)}")
+
+    def _scaled_layers(self, layers, width: float) -> list[tuple[int, int]]:
+        return [(max(1, round(channels * width)), kernel) for channels, kernel in layers]
+
+    def encoder(self, image_shape, latent_dim: int, width: float = 1.0) -> nn.Module:
+        self.check(image_shape)
+        return ConvEncoder(image_shape, latent_dim, self._scaled_layers(self.encoder_layers, width))
+
+    def decoder(self, latent_dim: int, out_shape, width: float = 1.0) -> nn.Module:
+        return ConvDecoder(latent_dim, out_shape, self._scaled_layers(self.decoder_layers, width))
+
+    def perspective_hidden(self, width: float = 1.0) -> list[int]:
+        return self.scaled(self.perspective_sizes, width)
+
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "mnist_mlp": Architecture(encoder_hidden=(128, 64), decoder_hidden=(64, 64), image_shape=(1, 28, 28)),
+    "mnist_mlp": MLPArchitecture(image_shape=(1, 28, 28), encoder_hidden=(128, 64), decoder_hidden=(64, 64)),
+    "smpl_mlp": MLPArchitecture(image_shape=(1, 400, 200), encoder_hidden=(256, 128), decoder_hidden=(128, 256)),
+    "celeba_conv": ConvArchitecture(
+        image_shape=(3, 128, 128),
+        encoder_layers=((10, 5), (20, 5), (40, 3)),
+        # the last layer's channel count is the likelihood's (the table's 3 for RGB means)
+        decoder_layers=((40, 3), (20, 3), (10, 5), (3, 5)),
+        perspective_sizes=(64, 64),
+    ),
 }
 
 

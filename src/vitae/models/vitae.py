@@ -65,7 +65,7 @@ class UVITAE(GenerativeModel):
         out_shape = (likelihood.out_channels(channels), height, w)
         self.appearance_decoder = architecture.decoder(appearance_dim, out_shape, width)
         self.perspective_encoder = architecture.encoder(image_shape, perspective_dim, width)
-        hidden = architecture.scaled(architecture.decoder_hidden, width)
+        hidden = architecture.perspective_hidden(width)
         self.perspective_decoder = PerspectiveDecoder(perspective_dim, transform.theta_dim, hidden)
 
     def canonical(self, z_a: torch.Tensor) -> torch.Tensor:
@@ -76,11 +76,10 @@ class UVITAE(GenerativeModel):
         draw = (lambda q: q.rsample()) if sample else (lambda q: q.mean)
         q_p = self.perspective_encoder(x)
         z_p = draw(q_p)
-        gamma = self.perspective_decoder(z_p)
-        appearance_input = self.transform.warp(x, gamma, inverse=True) if self.conditional else x
-        q_a = self.appearance_encoder(appearance_input)
+        warp = self.transform.prepare(self.perspective_decoder(z_p))  # T_gamma, both directions
+        q_a = self.appearance_encoder(warp(x, inverse=True) if self.conditional else x)
         z_a = draw(q_a)
-        params = self.transform.warp(self.canonical(z_a), gamma)
+        params = warp(self.canonical(z_a))
         return Inference({"z_A": q_a, "z_P": q_p}, {"z_A": z_a, "z_P": z_p}, params)
 
     def decode_params(self, z: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -52,8 +52,10 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=lr)
 
 
-def build_model(config: Config, image_shape) -> models.GenerativeModel:
-    return models.create(config.model, image_shape, **config.model_kwargs())
+def build_model(config: Config, image_shape, dataset_size: int | None = None) -> models.GenerativeModel:
+    """The configured model; ``dataset_size`` (N) reaches the estimators that need it (beta-TCVAE);
+    a ``model_options.dataset_size`` in the config takes precedence."""
+    return models.create(config.model, image_shape, **{"dataset_size": dataset_size, **config.model_kwargs()})
 
 
 def load_data(config: Config) -> data_module.Dataset:
@@ -189,7 +191,7 @@ def train(config: Config | None, out: str | Path, *, resume: bool = False, progr
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     dataset = load_data(config)
-    model = build_model(config, dataset.image_shape).to(device)
+    model = build_model(config, dataset.image_shape, len(dataset.train)).to(device)
     optimizer = make_optimizer(model, config.lr)
     start = 0
     if state is not None:

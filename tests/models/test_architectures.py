@@ -1,0 +1,113 @@
+"""The architectures of supplement Tables 3 (SMPL MLP) and 4 (CelebA conv net), layer by layer;
+size mismatches; and every model on every architecture training: a few Adam steps on a fixed
+batch with fixed noise give a finite loss that goes down."""
+
+import pytest
+import torch
+from torch import nn
+
+from vitae import models
+from vitae.errors import VitaeError
+from vitae.models.networks import ARCHITECTURES, ConvArchitecture
+
+SETTINGS = {  # architecture -> (image shape, likelihood and its options, as in the paper)
+    "mnist_mlp": ((1, 28, 28), "bernoulli", {}),
+    "smpl_mlp": ((1, 400, 200), "gaussian", {"variance": 0.1}),
+    "celeba_conv": ((3, 128, 128), "gaussian", {"variance": 0.1, "mean": "sigmoid"}),
+}
+
+
+def build(name, architecture, **likelihood_options):
+    shape, likelihood, options = SETTINGS[architecture]
+    return models.create(name, shape, architecture=architecture, likelihood=likelihood,
+                         likelihood_options={**options, **likelihood_options}, dataset_size=1000)
+
+
+def linear_sizes(net):
+    return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def test_table3_smpl_mlp():
+    vae = build("vae", "smpl_mlp")
+    assert linear_sizes(vae.encoder.mean_net) == [(80_000, 256), (256, 128), (128, 4)]
+    assert linear_sizes(vae.encoder.var_net) == [(80_000, 256), (256, 128), (128, 4)]
+    assert linear_sizes(vae.decoder.net) == [(4, 128), (128, 256), (256, 80_000)]
+    assert isinstance(vae.decoder.net[-1], nn.Linear)  # Table 3's mean decoder ends linear
+    vitae = build("cvitae", "smpl_mlp")
+    assert linear_sizes(vitae.appearance_encoder.mean_net) == [(80_000, 128), (128, 64), (64, 2)]
+    assert linear_sizes(vitae.perspective_decoder.net)[:2] == [(2, 64), (64, 128)]
+
+
+def conv_layers(net, kind):
+    return [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in net.modules() if isinstance(m, kind)]
+
+
+def feature_shapes(net, x):
+    """The output shape of every (transposed) convolution on input ``x``."""
+    shapes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:])))
+             for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    net(x)
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+def test_table4_celeba_conv():
+    vae = build("vae", "celeba_conv")
+    for net in (vae.encoder.mean_net, vae.encoder.var_net):
+        assert conv_layers(net, nn.Conv2d) == [(10, 5, 2), (20, 5, 2), (40, 3, 2)]
+        assert feature_shapes(net, torch.zeros(1, 3, 128, 128)) == [(10, 64, 64), (20, 32, 32), (40, 16, 16)]
+        assert linear_sizes(net) == [(40 * 16 * 16, 4)]
+    assert conv_layers(vae.decoder, nn.ConvTranspose2d) == [(40, 3, 2), (20, 3, 2), (10, 5, 2), (3, 5, 2)]
+    assert feature_shapes(vae.decoder, torch.zeros(1, 4)) == [(40, 16, 16), (20, 32, 32), (10, 64, 64), (3, 128, 128)]
+    learned = build("vae", "celeba_conv", learned=True)
+    assert feature_shapes(learned.decoder, torch.zeros(1, 4))[-1] == (6, 128, 128)  # mean and variance
+    vitae = build("uvitae", "celeba_conv")
+    assert conv_layers(vitae.perspective_encoder.mean_net, nn.Conv2d) == [(5, 5, 2), (10, 5, 2), (20, 3, 2)]
+    assert conv_layers(vitae.appearance_decoder, nn.ConvTranspose2d) == [(20, 3, 2), (10, 3, 2), (5, 5, 2), (3, 5, 2)]
+
+
+def test_vitae_has_about_the_vae_size_on_every_architecture():
+    for architecture in SETTINGS:
+        n_vae = sum(p.numel() for p in build("vae", architecture).parameters())
+        n_vitae = sum(p.numel() for p in build("cvitae", architecture).parameters())
+        assert 0.4 < n_vitae / n_vae < 1.0, architecture
+
+
+def test_images_that_do_not_fit_the_architecture_are_one_line_errors():
+    with pytest.raises(VitaeError, match=r"expects images of shape \(1, 400, 200\)"):
+        models.create("vae", (1, 200, 400), architecture="smpl_mlp")
+    with pytest.raises(VitaeError, match=r"expects images of shape \(3, 128, 128\)"):
+        models.create("cvitae", (1, 128, 128), architecture="celeba_conv")
+    anysize = ConvArchitecture(image_shape=None, encoder_layers=((4, 3),) * 3, decoder_layers=((4, 3),) * 4)
+    with pytest.raises(VitaeError, match="divisible by 16"):
+        anysize.encoder((3, 40, 40), 2)
+    assert anysize.encoder((3, 48, 32), 2)(torch.zeros(2, 3, 48, 32)).mean.shape == (2, 2)
+    with pytest.raises(VitaeError, match="unknown architecture 'celeba_mlp'"):
+        models.create("vae", (3, 128, 128), architecture="celeba_mlp")
+
+
+def test_the_training_test_covers_every_architecture():
+    assert set(SETTINGS) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("architecture", list(SETTINGS))
+@pytest.mark.parametrize("name", list(models.REGISTRY))
+def test_every_model_trains_on_every_architecture(name, architecture):
+    model = build(name, architecture)
+    x = torch.rand(2, *SETTINGS[architecture][0], generator=torch.Generator().manual_seed(0))
+    # a small learning rate: Adam's first steps move every weight by about lr, and on the
+    # 80,000-pixel MLP lr = 1e-4 already overshoots on a batch of random images
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+    losses = []
+    for step in range(3):
+        torch.manual_seed(1)  # the same noise every step: the loss is one fixed function
+        out = model(x, kl_weight=0.5)
+        losses.append(out.loss.item())
+        if step < 2:
+            optimizer.zero_grad()
+            out.loss.backward()
+            optimizer.step()
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[2] < losses[1] < losses[0]

@@ -1,0 +1,69 @@
+"""The Gaussian likelihood against torch.distributions, its learned variance through a VITAE
+warp, and bad likelihood names and options."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.distributions import Normal
+
+from vitae import models
+from vitae.errors import VitaeError
+from vitae.models import likelihoods
+
+SHAPE = (1, 28, 28)
+
+
+def test_fixed_variance_log_prob_matches_torch_distributions():
+    x, mean = torch.rand(3, 2, 5, 4, dtype=torch.float64), torch.randn(3, 2, 5, 4, dtype=torch.float64)
+    gaussian = likelihoods.create("gaussian", variance=0.1)
+    expected = Normal(mean, math.sqrt(0.1)).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(gaussian.log_prob(x, gaussian.params(mean)), expected)
+    assert gaussian.out_channels(2) == 2  # a constant variance is no parameter image
+
+
+def test_learned_variance_log_prob_matches_torch_distributions():
+    gaussian = likelihoods.create("gaussian", learned=True, min_variance=1e-3, mean="sigmoid")
+    assert gaussian.out_channels(3) == 6
+    x, output = torch.rand(2, 3, 4, 4, dtype=torch.float64), torch.randn(2, 6, 4, 4, dtype=torch.float64)
+    params = gaussian.params(output)
+    mean, var = torch.sigmoid(output[:, :3]), F.softplus(output[:, 3:]) + 1e-3
+    torch.testing.assert_close(gaussian.mean(params), mean)
+    torch.testing.assert_close(gaussian.log_prob(x, params), Normal(mean, var.sqrt()).log_prob(x).flatten(1).sum(1))
+
+
+def test_mean_activation():
+    output = torch.tensor([[[[-3.0, 0.0, 5.0]]]])
+    torch.testing.assert_close(likelihoods.create("gaussian").mean(likelihoods.create("gaussian").params(output)), output)
+    squashed = likelihoods.create("gaussian", mean="sigmoid").params(output)
+    torch.testing.assert_close(squashed, torch.sigmoid(output))
+
+
+def test_vitae_warps_the_variance_with_the_mean_and_zero_padding_reads_as_the_floor():
+    model = models.create("cvitae", SHAPE, likelihood="gaussian", likelihood_options={"learned": True, "min_variance": 0.01})
+    with torch.no_grad():  # a large shift: much of the warped image comes from outside
+        model.perspective_decoder.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.9, 0.0, 0.0, 0.0]))
+    z = {"z_A": torch.randn(4, 2), "z_P": torch.randn(4, 2)}
+    canonical = model.canonical(z["z_A"])  # [4, 2, 28, 28]: mean, excess variance
+    gamma = model.perspective_decoder(z["z_P"])
+    params = model.decode_params(z)
+    torch.testing.assert_close(params, model.transform.warp(canonical, gamma))
+    outside = params[:, 1] == 0
+    assert outside.any()  # the excess variance is padded with zeros there ...
+    x = torch.rand(4, *SHAPE)
+    var = params[:, 1:] + 0.01  # ... which score as the floor, not as a variance of zero
+    expected = Normal(params[:, :1], var.sqrt()).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(model.likelihood.log_prob(x, params), expected)
+    assert torch.isfinite(model(x).loss)
+
+
+def test_bad_names_and_options_are_one_line_errors():
+    with pytest.raises(VitaeError, match="unknown likelihood 'laplace'"):
+        likelihoods.create("laplace")
+    with pytest.raises(VitaeError, match="unknown mean activation 'relu'"):
+        likelihoods.create("gaussian", mean="relu")
+    with pytest.raises(VitaeError, match="must be positive"):
+        likelihoods.create("gaussian", variance=0.0)
+    with pytest.raises(VitaeError, match="does not take these options"):
+        models.create("vae", SHAPE, likelihood="gaussian", likelihood_options={"sigma": 0.1})
