@@ -125,3 +125,10 @@ def test_training_improves_the_test_elbo(tiny_mnist, tmp_path):
     with run.log.open() as f:
         elbos = [float(row["test_elbo"]) for row in csv.DictReader(f)]
     assert elbos[-1] > elbos[0] + 10
+
+
+def test_the_training_set_size_reaches_beta_tcvae(tiny_mnist, tmp_path):
+    run = train(tiny_config(tiny_mnist, epochs=1, model="beta_tcvae"), tmp_path / "run", progress=False)
+    assert trainer.build_model(trainer.config_module.load_json(run.config), (1, 28, 28), 256).dataset_size == 256
+    pinned = tiny_config(tiny_mnist, model="beta_tcvae", model_options={"dataset_size": 10})
+    assert trainer.build_model(pinned, (1, 28, 28), 256).dataset_size == 10

@@ -10,11 +10,13 @@ from __future__ import annotations
 from vitae.errors import VitaeError
 from vitae.transforms.affine import Affine, AffineDecomp, AffineDiffeo
 from vitae.transforms.base import Transform
+from vitae.transforms.cpab import CPAB
 
 REGISTRY: dict[str, type[Transform]] = {
     "affine": Affine,
     "affine_decomp": AffineDecomp,
     "affine_diffeo": AffineDiffeo,
+    "cpab": CPAB,
 }
 
 
@@ -28,4 +30,4 @@ def create(name: str, **options) -> Transform:
         raise VitaeError(f"transformation '{name}' does not take these options {sorted(options)}: {exc}") from None
 
 
-__all__ = ["REGISTRY", "Transform", "create", "Affine", "AffineDecomp", "AffineDiffeo"]
+__all__ = ["REGISTRY", "Transform", "create", "Affine", "AffineDecomp", "AffineDiffeo", "CPAB"]
