@@ -4,8 +4,9 @@
                                 [--device cpu] [--threads N] [--only LABEL ...]
 
 Forward = the loss of one batch; backward = ``loss.backward()`` plus the Adam step; times are
-medians over ``--repeats`` batches after warm-up, all models measured in one run, each with its
-ratio to the VAE. ``--architecture`` picks the network and the paper's setting for it
+medians over ``--repeats`` batches after warm-up, all models measured in one run taking turns
+(one step each per round, so the ratios survive a noisy shared machine), each with its ratio to
+the VAE. ``--architecture`` picks the network and the paper's setting for it
 (``mnist_mlp``: 1 x 28 x 28, Bernoulli, batch 512; ``smpl_mlp``: 1 x 400 x 200, Gaussian with
 variance 0.1, CPAB [2, 4]; ``celeba_conv``: 3 x 128 x 128, Gaussian with variance 0.1 and a
 sigmoid mean, CPAB [4, 4]; the last two default to batch 64 rather than the paper's 256 so that a
@@ -63,23 +64,31 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_model(model, optimizer, x: torch.Tensor, repeats: int, device: torch.device) -> tuple[float, float]:
-    forward, backward = [], []
-    for i in range(repeats + 5):
-        sync(device)
-        t0 = time.perf_counter()
-        out = model(x, kl_weight=0.5)
-        sync(device)
-        t1 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        sync(device)
-        t2 = time.perf_counter()
-        if i >= 5:
-            forward.append(t1 - t0)
-            backward.append(t2 - t1)
-    return statistics.median(forward), statistics.median(backward)
+def time_step(model, optimizer, x: torch.Tensor, device: torch.device) -> tuple[float, float]:
+    """Seconds of one forward (the loss) and one backward (gradients and the Adam step)."""
+    sync(device)
+    t0 = time.perf_counter()
+    out = model(x, kl_weight=0.5)
+    sync(device)
+    t1 = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    optimizer.step()
+    sync(device)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def time_models(entries, x: torch.Tensor, repeats: int, device: torch.device, warmup: int = 5) -> list[tuple[float, float]]:
+    """Median forward and backward seconds per model. The models take turns, one step each per
+    round, so a slow spell of a shared machine hits every model alike and the ratios hold."""
+    times = [([], []) for _ in entries]
+    for round_ in range(warmup + repeats):
+        for (model, optimizer), (forward, backward) in zip(entries, times):
+            fwd, bwd = time_step(model, optimizer, x, device)
+            if round_ >= warmup:
+                forward.append(fwd)
+                backward.append(bwd)
+    return [(statistics.median(f), statistics.median(b)) for f, b in times]
 
 
 def time_epoch(model, optimizer, images: torch.Tensor, batch_size: int, device: torch.device) -> float:
@@ -119,13 +128,13 @@ def main() -> None:
           f"batch: {batch_size}, torch {torch.__version__}")
     header = f"{'model':<24} {'forward s':>10} {'backward s':>11} {'step s':>9} {'step / VAE':>11}"
     print(header + (f" {'epoch s':>8}" if args.epoch else ""))
-    reference = None
-    for label, name, transform in ROWS:
-        if args.only and label not in args.only:
-            continue
+    rows = [row for row in ROWS if not args.only or row[0] in args.only]
+    entries = []
+    for _, name, transform in rows:
         model = build(name, transform, args.architecture).to(device)
-        optimizer = make_optimizer(model, lr=1e-4)
-        fwd, bwd = time_model(model, optimizer, x, args.repeats, device)
+        entries.append((model, make_optimizer(model, lr=1e-4)))
+    reference = None
+    for (label, _, _), (model, optimizer), (fwd, bwd) in zip(rows, entries, time_models(entries, x, args.repeats, device)):
         reference = reference or (fwd + bwd)
         line = f"{label:<24} {fwd:>10.4f} {bwd:>11.4f} {fwd + bwd:>9.4f} {(fwd + bwd) / reference:>11.2f}"
         if args.epoch:

@@ -12,6 +12,8 @@ from vitae.models.networks import ARCHITECTURES, ConvArchitecture
 
 SETTINGS = {  # architecture -> (image shape, likelihood and its options, as in the paper)
     "mnist_mlp": ((1, 28, 28), "bernoulli", {}),
+    "sprites_mlp": ((1, 64, 64), "bernoulli", {}),
+    "mlp": ((3, 20, 24), "bernoulli", {}),  # any image size
     "smpl_mlp": ((1, 400, 200), "gaussian", {"variance": 0.1}),
     "celeba_conv": ((3, 128, 128), "gaussian", {"variance": 0.1, "mean": "sigmoid"}),
 }

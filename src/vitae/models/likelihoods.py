@@ -45,8 +45,9 @@ class Bernoulli(nn.Module):
         return params
 
     def log_prob(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        # binary_cross_entropy is -(x log p + (1 - x) log(1 - p)) in one fused kernel and backward
         p = mean.clamp(self.eps, 1 - self.eps)
-        return (x * p.log() + (1 - x) * (1 - p).log()).flatten(1).sum(1)
+        return -F.binary_cross_entropy(p, x, reduction="none").flatten(1).sum(1)
 
 
 MEAN_ACTIVATIONS = {"linear": lambda output: output, "sigmoid": torch.sigmoid}

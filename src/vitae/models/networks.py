@@ -205,6 +205,10 @@ class ConvArchitecture(Architecture):
 
 ARCHITECTURES: dict[str, Architecture] = {
     "mnist_mlp": MLPArchitecture(image_shape=(1, 28, 28), encoder_hidden=(128, 64), decoder_hidden=(64, 64)),
+    # dSprites (the paper gives no network for it): Table 1's MLP on 64x64 images
+    "sprites_mlp": MLPArchitecture(image_shape=(1, 64, 64), encoder_hidden=(128, 64), decoder_hidden=(64, 64)),
+    # any image size (users' own folders): Table 1's MLP
+    "mlp": MLPArchitecture(image_shape=None, encoder_hidden=(128, 64), decoder_hidden=(64, 64)),
     "smpl_mlp": MLPArchitecture(image_shape=(1, 400, 200), encoder_hidden=(256, 128), decoder_hidden=(128, 256)),
     "celeba_conv": ConvArchitecture(
         image_shape=(3, 128, 128),
