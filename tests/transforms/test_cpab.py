@@ -180,6 +180,23 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda th: t.warp(images, th), (theta,))
 
 
+def test_prepare_equals_warp_in_both_directions_and_shares_gradients():
+    t = CPAB((2, 4))
+    theta = seeded(3, t.theta_dim, seed=9).requires_grad_()  # float64: the sums' order differs
+    images = torch.rand(3, 2, 28, 28, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    warp = t.prepare(theta)
+    for inverse in (False, True):
+        assert torch.equal(warp(images, inverse=inverse), t.warp(images, theta, inverse=inverse))
+    # the gradient of both warps together, through the shared tables, is the sum of the two
+    (warp(images, inverse=True).sum() + warp(images).square().sum()).backward()
+    shared = theta.grad.clone()
+    theta.grad = None
+    (t.warp(images, theta, inverse=True).sum() + t.warp(images, theta).square().sum()).backward()
+    torch.testing.assert_close(shared, theta.grad, atol=1e-10, rtol=1e-10)
+    zero = t.prepare(torch.zeros(3, t.theta_dim, dtype=torch.float64))
+    assert torch.equal(zero(images), images) and torch.equal(zero(images, inverse=True), images)
+
+
 def jacobian_determinants(t, theta, points):
     """det dT/dp at each point, from the (hand-written) gradient with respect to the points."""
     points = points.clone().requires_grad_()

@@ -22,25 +22,28 @@ Convention
   onto itself. ``zero_boundary=False``: the field outside the square is each border triangle's
   affine map prolonged outward; extra constraints keep that prolongation continuous (as in
   ``libcpab``). ``volume_preservation=True``: every cell map has trace 0 (area-preserving flow).
-* ``inverse=True`` is ``T_{-theta}``, the exact inverse of the flow.
+* ``inverse=True`` is ``T_{-theta}``, the exact inverse of the flow (computed with the inverted
+  per-cell step maps of ``theta``, so ``warp(..., inverse=True)`` and ``prepare`` agree bit for bit).
 
 Integration and its error
 -------------------------
 ``n_steps`` steps of length ``h = 1 / n_steps``. Inside one cell the flow is exact:
-``expm(h [[A_c], [0 0 0]])``, a 2x3 map per cell and image (Taylor series and squaring). Each
-step applies the map of the cell that holds the step's estimated midpoint (extrapolated from the
-previous step; the first one predicted with the start cell). A step that stays in one cell is
-exact; one that crosses an edge at fraction ``s`` of its length would err by about
-``|(A_c' - A_c) v| min(s, 1 - s)^2 h^2 / 2``, so every step whose start, midpoint and end cells
-differ (~10% of them) is redone the same way in ``n_sub`` sub-steps, which also handles the
-thin wedges near vertices where one step crosses several cells. The error therefore falls like
+``expm(h [[A_c], [0 0 0]])``, a 2x3 map per cell and image (Taylor series and squaring), computed
+once per ``theta`` (``prepare`` shares it between both directions: the inverse direction uses the
+closed-form inverse of each cell map, ``expm(-hA) = expm(hA)^-1``). Each step applies the map of
+the cell that holds the step's start; a step that stays in one cell is exact. A step whose end
+lies in another cell (~10-20% of them) is redone in ``n_sub`` sub-steps, each applying the map of
+the cell that holds its estimated midpoint (extrapolated from the previous sub-step, the first
+from the step's own displacement), which also handles the thin wedges near vertices where one
+step crosses several cells; a sub-step that crosses an edge at fraction ``s`` of its length errs
+by about ``|(A_c' - A_c) v| min(s, 1 - s)^2 (h / n_sub)^2 / 2``. The error therefore falls like
 ``(n_steps * n_sub)^-2`` at the crossings and is zero elsewhere. Measured against a float64
 reference (2000 midpoint-rule steps, itself within 3e-8), ``[4, 4]``, ``theta ~ N(0, 1)``, 28x28
-pixel centres, the defaults (5 steps, 4 sub-steps): max 2.2e-4, mean 3e-6 in unit-square
-coordinates, float32 and float64 alike (``benchmarks/cpab.py``). ``T_{-theta}(T_theta(p)) = p``
-holds to the same error. The cell choices are piecewise constant in ``theta``, so the gradient is
-the exact derivative of the computed map (away from measure-zero switching points); it is
-hand-written (a scatter per step) and not twice differentiable.
+pixel centres, the defaults (3 steps, 6 sub-steps): max 2.8e-4, mean 3.7e-6 in unit-square
+coordinates, float32 and float64 alike (``benchmarks/cpab.py``; 5 x 4 gives 1.2e-4 / 2.9e-6).
+``T_{-theta}(T_theta(p)) = p`` holds to the same error. The cell choices are piecewise constant in
+``theta``, so the gradient is the exact derivative of the computed map (away from measure-zero
+switching points); it is hand-written (a scatter per step) and not twice differentiable.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ import numpy as np
 import torch
 
 from vitae.errors import VitaeError
-from vitae.transforms.base import Transform
+from vitae.transforms.base import Transform, displaced_sample, identity_grid
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,10 +202,20 @@ def expm_affine(a: torch.Tensor, order: int = 8) -> torch.Tensor:
     return power(e, 2 ** squarings)
 
 
+def invert_rows(a: torch.Tensor) -> torch.Tensor:
+    """Rows ``[..., 6]`` of the inverse affine map ``[L^-1 | -L^-1 b]`` (2x2 inverse in closed
+    form); the identity maps to itself exactly."""
+    l00, l01, b0, l10, l11, b1 = a.unbind(-1)
+    det = l00 * l11 - l01 * l10
+    i00, i01, i10, i11 = l11 / det, -l01 / det, -l10 / det, l00 / det
+    return torch.stack([i00, i01, -(i00 * b0 + i01 * b1), i10, i11, -(i10 * b0 + i11 * b1)], dim=-1)
+
+
 def _apply(m: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Maps ``m`` ``[6, N]`` (one column per point: contiguous rows keep every read dense)
     applied to the points ``(x, y)``."""
-    return m[2] + m[0] * x + m[1] * y, m[5] + m[3] * x + m[4] * y
+    return (torch.addcmul(torch.addcmul(m[2], m[0], x), m[1], y),
+            torch.addcmul(torch.addcmul(m[5], m[3], x), m[4], y))
 
 
 def _scatter_rows(grad: torch.Tensor, cells: torch.Tensor, gx, gy, x, y) -> None:
@@ -213,12 +226,17 @@ def _scatter_rows(grad: torch.Tensor, cells: torch.Tensor, gx, gy, x, y) -> None
             rows[k].copy_(g)
         else:
             torch.mul(g, v, out=rows[k])
-    grad.index_add_(1, cells, rows)
+    grad.index_add_(1, cells.long(), rows)
 
 
 def _pull_back(m: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The gradient through ``_apply`` to the points: the transposed linear part of ``m``."""
-    return m[0] * gx + m[3] * gy, m[1] * gx + m[4] * gy
+    return torch.addcmul(m[0] * gx, m[3], gy), torch.addcmul(m[1] * gx, m[4], gy)
+
+
+def _cell(x: torch.Tensor, y: torch.Tensor, nx: int, ny: int, offset: torch.Tensor) -> torch.Tensor:
+    """``cell_index`` as an int32 tensor (a cheaper conversion and gather than int64)."""
+    return cell_index(x, y, nx, ny, offset).int()
 
 
 class _Flow(torch.autograd.Function):
@@ -226,46 +244,43 @@ class _Flow(torch.autograd.Function):
 
     Inputs: ``x, y`` ``[N]`` in cell units (``u * n``); ``coarse`` and ``fine`` ``[6, n_images * n_cells]``,
     the maps of every cell for one step (``h``) and one sub-step (``h / n_sub``); ``offset`` ``[N]``
-    (``image * n_cells`` as float); the tessellation and step counts. A step whose start, midpoint
-    and end cells are not all the same is redone in ``n_sub`` sub-steps (midpoints extrapolated
-    likewise). Cell choices are constants for the gradient.
+    (``image * n_cells`` as float); the tessellation and step counts. Each step applies the map of
+    the cell that holds its start; a step that ends in another cell is redone in ``n_sub``
+    sub-steps, each with the cell of its predicted midpoint. Cell choices are constants for the
+    gradient.
     """
 
     @staticmethod
     def forward(ctx, x, y, coarse, fine, offset, nx, ny, n_steps, n_sub):
-        def cell(px, py, off=offset):
-            return cell_index(px, py, nx, ny, off).long()
-
-        start = cell(x, y)
-        ex, ey = _apply(coarse.index_select(1, start), x, y)  # predicts the first midpoint
-        mid_x, mid_y = (x + ex) / 2, (y + ey) / 2
+        start = _cell(x, y, nx, ny, offset)
         ctx.steps = []
+        frac = 1 / (2 * n_sub)
         for _ in range(n_steps):
-            c = cell(mid_x, mid_y)
-            m = coarse.index_select(1, c)
+            m = coarse.index_select(1, start)
             x1, y1 = _apply(m, x, y)
-            end = cell(x1, y1)
-            redo = ((c != start) | (c != end)).nonzero().squeeze(1)
+            end = _cell(x1, y1, nx, ny, offset)
+            redo = (end != start).nonzero().squeeze(1)
             subs = []
             if redo.numel():
-                sx, sy, s_off = x[redo], y[redo], offset[redo]
+                sx, sy, s_off = x.index_select(0, redo), y.index_select(0, redo), offset.index_select(0, redo)
                 # first sub-step's midpoint from the step's displacement, then extrapolated
-                frac = 1 / (2 * n_sub)
-                mx, my = torch.lerp(sx, x1[redo], frac), torch.lerp(sy, y1[redo], frac)
-                for _ in range(n_sub):
-                    sc = cell(mx, my, s_off)
+                mx = torch.lerp(sx, x1.index_select(0, redo), frac)
+                my = torch.lerp(sy, y1.index_select(0, redo), frac)
+                for k in range(n_sub):
+                    sc = _cell(mx, my, nx, ny, s_off)
                     sm = fine.index_select(1, sc)
                     subs.append((sx, sy, sm, sc))
                     nx_, ny_ = _apply(sm, sx, sy)
-                    mx, my = torch.lerp(sx, nx_, 1.5), torch.lerp(sy, ny_, 1.5)
+                    if k + 1 < n_sub:
+                        mx, my = torch.lerp(sx, nx_, 1.5), torch.lerp(sy, ny_, 1.5)
                     sx, sy = nx_, ny_
                 x1.index_copy_(0, redo, sx)  # in place: x1, y1, end are this step's own arrays
                 y1.index_copy_(0, redo, sy)
-                end.index_copy_(0, redo, cell(sx, sy, s_off))
-            ctx.steps.append((x, y, m, c, redo, subs))
-            mid_x, mid_y = torch.lerp(x, x1, 1.5), torch.lerp(y, y1, 1.5)  # next step's midpoint
+                end.index_copy_(0, redo, _cell(sx, sy, nx, ny, s_off))
+            ctx.steps.append((x, y, m, start, redo, subs))
             x, y, start = x1, y1, end
         ctx.n_rows = coarse.shape[1]
+        ctx.need_points = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         return x, y
 
     @staticmethod
@@ -273,20 +288,26 @@ class _Flow(torch.autograd.Function):
     def backward(ctx, gx, gy):
         grad_coarse = gx.new_zeros(6, ctx.n_rows)
         grad_fine = gx.new_zeros(6, ctx.n_rows)
-        gx, gy = gx.clone(), gy.clone()  # then updated in place
-        for x, y, m, c, redo, subs in reversed(ctx.steps):
+        gx, gy = gx.contiguous(), gy.contiguous()
+        last = len(ctx.steps) - 1
+        for i, (x, y, m, c, redo, subs) in enumerate(reversed(ctx.steps)):
             if redo.numel():
-                sgx, sgy = gx[redo], gy[redo]
+                sgx, sgy = gx.index_select(0, redo), gy.index_select(0, redo)
                 for sx, sy, sm, sc in reversed(subs):
                     _scatter_rows(grad_fine, sc, sgx, sgy, sx, sy)
                     sgx, sgy = _pull_back(sm, sgx, sgy)
+                if i == 0:
+                    gx, gy = gx.clone(), gy.clone()  # the incoming gradient is not ours to change
                 gx.index_fill_(0, redo, 0)
                 gy.index_fill_(0, redo, 0)
             _scatter_rows(grad_coarse, c, gx, gy, x, y)
-            gx, gy = _pull_back(m, gx, gy)
-            if redo.numel():
-                gx.index_copy_(0, redo, sgx)
-                gy.index_copy_(0, redo, sgy)
+            if i < last or ctx.need_points:
+                gx, gy = _pull_back(m, gx, gy)
+                if redo.numel():
+                    gx.index_copy_(0, redo, sgx)
+                    gy.index_copy_(0, redo, sgy)
+        if not ctx.need_points:
+            gx = gy = None
         return gx, gy, grad_coarse, grad_fine, None, None, None, None, None
 
 
@@ -302,7 +323,7 @@ class CPAB(Transform):
     name = "cpab"
 
     def __init__(self, tessellation=(2, 4), zero_boundary: bool = True, volume_preservation: bool = False,
-                 n_steps: int = 5, n_sub: int = 4):
+                 n_steps: int = 3, n_sub: int = 6):
         super().__init__()
         sizes = tuple(tessellation) if isinstance(tessellation, (tuple, list)) else (tessellation,)
         if len(sizes) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
@@ -357,26 +378,65 @@ class CPAB(Transform):
         vx, vy = _apply(m, points[..., 0].reshape(-1), points[..., 1].reshape(-1))
         return torch.stack([vx, vy], dim=-1).view(b, p, 2)
 
+    def _step_maps(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows ``[B * n_cells, 6]`` of the exact flow of every cell over one sub-step
+        (``h / n_sub``) and one step (``h``), in cell units ``X = u * n``: there the cell lookup
+        needs no rescaling per step, ``dX/dt = S L S^-1 X + S b`` with ``S = diag(nx, ny)``."""
+        a = self.cell_maps(theta)
+        rx, ry = self.nx / self.ny, self.ny / self.nx
+        maps = torch.stack([a[..., 0, 0], a[..., 0, 1] * rx, a[..., 0, 2] * self.nx,
+                            a[..., 1, 0] * ry, a[..., 1, 1], a[..., 1, 2] * self.ny], dim=-1).view(-1, 6)
+        fine = expm_affine(maps / (self.n_steps * self.n_sub))
+        return fine, power(fine, self.n_sub)  # the same flow: expm(h A) = expm(h A / n_sub)^n_sub
+
+    def _tables(self, theta: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``(fine, coarse)`` step maps of ``T_theta`` or, for ``inverse``, of ``T_{-theta}``:
+        ``expm(-hA) = expm(hA)^{-1}`` in closed form, so both directions share one ``expm``."""
+        fine, coarse = self._step_maps(theta)
+        return (invert_rows(fine), invert_rows(coarse)) if inverse else (fine, coarse)
+
+    def _flow(self, points: torch.Tensor, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        b, p, _ = points.shape
+        offset = (torch.arange(b, device=points.device, dtype=points.dtype) * self.n_cells).repeat_interleave(p)
+        half = points.new_tensor([self.nx / 2, self.ny / 2])
+        start = ((points + 1) * half).reshape(-1, 2)
+        x, y = _Flow.apply(start[:, 0], start[:, 1], coarse.to(points.dtype).t().contiguous(),
+                           fine.to(points.dtype).t().contiguous(), offset, self.nx, self.ny, self.n_steps, self.n_sub)
+        # p plus the displacement, so that theta = 0 returns p bit for bit
+        return points + (torch.stack([x, y], dim=-1) - start).view(b, p, 2) / half
+
     def transform_points(self, points: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         self.check_theta(theta)
         if points.dim() != 3 or points.shape[0] != theta.shape[0] or points.shape[-1] != 2:
             raise ValueError(f"{self.name}: points must have shape [{theta.shape[0]}, P, 2], got {list(points.shape)}")
-        b, p, _ = points.shape
-        a = self.cell_maps(-theta if inverse else theta)
-        # in cell units X = u * n = (p + 1) * n / 2 the cell lookup needs no rescaling per step:
-        # dX/dt = S L S^-1 X + S b with S = diag(nx, ny)
-        rx, ry = self.nx / self.ny, self.ny / self.nx
-        maps = torch.stack([a[..., 0, 0], a[..., 0, 1] * rx, a[..., 0, 2] * self.nx,
-                            a[..., 1, 0] * ry, a[..., 1, 1], a[..., 1, 2] * self.ny], dim=-1).view(-1, 6)
-        fine = expm_affine(maps / (self.n_steps * self.n_sub)).to(points.dtype)
-        coarse = power(fine, self.n_sub)  # the same flow: expm(h A) = expm(h A / n_sub)^n_sub
-        offset = (torch.arange(b, device=points.device, dtype=points.dtype) * self.n_cells).repeat_interleave(p)
-        half = points.new_tensor([self.nx / 2, self.ny / 2])
-        start = ((points + 1) * half).reshape(-1, 2)
-        x, y = _Flow.apply(start[:, 0], start[:, 1], coarse.t().contiguous(), fine.t().contiguous(), offset,
-                           self.nx, self.ny, self.n_steps, self.n_sub)
-        # p plus the displacement, so that theta = 0 returns p bit for bit
-        return points + (torch.stack([x, y], dim=-1) - start).view(b, p, 2) / half
+        return self._flow(points, *self._tables(theta, inverse))
+
+    def prepare(self, theta: torch.Tensor):
+        """``warp`` with ``theta`` bound: the basis projection and the ``expm`` of every cell are
+        done once and shared by both directions (the inverse tables are their closed-form
+        inverses), as are the pixel grids per image size. Equal to ``warp`` bit for bit."""
+        self.check_theta(theta)
+        fine, coarse = self._step_maps(theta)
+        tables = {False: (fine, coarse)}
+
+        def warp(images: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+            if inverse not in tables:
+                tables[inverse] = (invert_rows(fine), invert_rows(coarse))
+            return self._warp_with(images, theta, *tables[inverse])
+
+        return warp
+
+    def _warp_with(self, images: torch.Tensor, theta: torch.Tensor, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        if b != theta.shape[0]:
+            raise ValueError(f"{self.name}: images must have shape [{theta.shape[0]}, C, H, W], got {list(images.shape)}")
+        grid = identity_grid(b, h, w, device=images.device, dtype=theta.dtype)
+        shift = self._flow(grid, fine, coarse) - grid  # exactly 0 at theta = 0
+        return displaced_sample(images, shift=shift.reshape(b, h, w, 2))
+
+    def warp(self, images: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        self.check_theta(theta)
+        return self._warp_with(images, theta, *self._tables(theta, inverse))
 
     def extra_repr(self) -> str:
         return (f"tessellation=({self.nx}, {self.ny}), zero_boundary={self.zero_boundary}, "
