@@ -45,9 +45,10 @@ class Bernoulli(nn.Module):
         return params
 
     def log_prob(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        # binary_cross_entropy is -(x log p + (1 - x) log(1 - p)) in one fused kernel and backward
+        # lerp(a, b, x) = a + x (b - a) = x log p + (1 - x) log(1 - p), in fewer passes than the
+        # sum of products (F.binary_cross_entropy is slower still on a CPU)
         p = mean.clamp(self.eps, 1 - self.eps)
-        return -F.binary_cross_entropy(p, x, reduction="none").flatten(1).sum(1)
+        return torch.lerp((1 - p).log(), p.log(), x).flatten(1).sum(1)
 
 
 MEAN_ACTIVATIONS = {"linear": lambda output: output, "sigmoid": torch.sigmoid}
