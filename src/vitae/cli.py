@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def cmd_train(args) -> None:
     elif args.overrides:  # resume with changes to the stored config (e.g. more epochs)
         config = config_module.override(config_module.load_json(Path(args.out) / "config.json"), args.overrides)
     run = train(config, args.out, resume=args.resume, progress=not args.quiet)
-    print(f"trained: {run.path} (next: vitae evaluate {run.path}; vitae plot {run.path})")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for all the processes
+        print(f"trained: {run.path} (next: vitae evaluate {run.path}; vitae plot {run.path})")
 
 
 def cmd_evaluate(args) -> None:

@@ -40,7 +40,8 @@ class Config:
     batch_size: int = 512
     lr: float = 1e-4
     seed: int = 0
-    device: str = "auto"  # auto: CUDA when present, else CPU
+    device: str = "auto"  # auto: CUDA when present, else CPU; under torchrun, each process's own GPU
+    amp: bool = False  # mixed precision (bfloat16) for the networks, on CUDA only (a no-op on CPU); likelihood and KLs stay float32
     checkpoint_every: int = 1  # epochs between checkpoints
     eval_batch_size: int = 2000
     # what `vitae evaluate` does by default

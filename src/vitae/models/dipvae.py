@@ -12,7 +12,8 @@ the identity:
 
 Both as disentanglement_lib computes them over the batch: the covariance of the means is centred
 over the batch axis and divided by ``B``; ``E_x[diag(sigma^2)]`` is the batch mean of the
-variances. The penalty is an extra loss term, not a KL, so the KL warm-up does not scale it.
+variances; in distributed training the batch is the global one, gathered from every process
+while training. The penalty is an extra loss term, not a KL, so the KL warm-up does not scale it.
 
 Defaults (the supplement gives none): ``lambda_od = 10``, and ``lambda_d = lambda_od`` for
 DIP-VAE-II, ``10 * lambda_od`` for DIP-VAE-I (disentanglement_lib's ``lambda_d_factor``).
@@ -27,6 +28,7 @@ from vitae.models.base import Inference
 from vitae.models.distributions import DiagonalGaussian
 from vitae.models.networks import Architecture
 from vitae.models.vae import VAE
+from vitae.training import distributed
 
 LAMBDA_D_FACTOR = {"i": 10.0, "ii": 1.0}
 
@@ -69,4 +71,7 @@ class DIPVAE(VAE):
         self.lambda_d = LAMBDA_D_FACTOR[variant] * lambda_od if lambda_d is None else lambda_d
 
     def regularizer(self, inference: Inference) -> torch.Tensor:
-        return dip_penalty(dip_covariance(inference.posteriors["z"], self.variant), self.lambda_od, self.lambda_d)
+        q = inference.posteriors["z"]
+        if self.training:  # the covariance of the global batch, gathered from every process
+            q = DiagonalGaussian(distributed.gather(q.mean), distributed.gather(q.var))
+        return dip_penalty(dip_covariance(q, self.variant), self.lambda_od, self.lambda_d)

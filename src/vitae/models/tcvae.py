@@ -33,6 +33,11 @@ Chen et al. and disentanglement_lib sweep (1 to 10): the supplement does not giv
 ``dataset_size`` is ``N``, the number of training images, which training passes to
 ``vitae.models.create``. Without it the batch is taken for the whole data set; so is a batch
 larger than ``N`` (evaluation on a bigger split).
+
+In distributed training the minibatch is the global one: each process evaluates its own samples
+against the posteriors gathered from every process (``vitae.training.distributed.gather``), so
+``N`` processes with batch ``B / N`` compute the loss of one process with batch ``B``. In eval
+mode each process keeps to its own batch.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from vitae.models.base import Inference
 from vitae.models.distributions import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
 from vitae.models.networks import Architecture
 from vitae.models.vae import VAE
+from vitae.training import distributed
 
 
 def mws_log_weights(batch: int, dataset_size: int) -> torch.Tensor:
@@ -70,12 +76,16 @@ def mss_log_weights(batch: int, dataset_size: int) -> torch.Tensor:
 ESTIMATORS = {"mws": mws_log_weights, "mss": mss_log_weights}
 
 
-def log_aggregate_posterior(z: torch.Tensor, posterior: DiagonalGaussian, dataset_size: int | None, estimator: str = "mws"):
-    """Minibatch estimates of ``log q(z_i)`` and ``sum_d log q(z_id)``, both ``[B]``, for samples
-    ``z`` ``[B, d]`` drawn from ``posterior`` (``z_i ~ q(z | x_i)``)."""
-    batch = z.shape[0]
+def log_aggregate_posterior(z: torch.Tensor, posterior: DiagonalGaussian, dataset_size: int | None, estimator: str = "mws",
+                            offset: int = 0):
+    """Minibatch estimates of ``log q(z_i)`` and ``sum_d log q(z_id)``, both ``[b]``, for samples
+    ``z`` ``[b, d]`` drawn from the posteriors ``[B, d]`` at positions ``offset .. offset + b`` of
+    the batch (``z_i ~ q(z | x_i)``). In one process ``b = B``; in distributed training
+    ``posterior`` is the global batch gathered from every process and ``z`` this process's
+    samples, whose rows of ``W`` are those at their positions in the global batch."""
+    batch = posterior.mean.shape[0]
     n = max(dataset_size or batch, batch)
-    log_w = ESTIMATORS[estimator](batch, n).to(device=z.device, dtype=z.dtype)
+    log_w = ESTIMATORS[estimator](batch, n)[offset:offset + z.shape[0]].to(device=z.device, dtype=z.dtype)
     log_qz, log_qz_marginals = WeightedMixtureLogDensity.apply(z, posterior.mean, posterior.var, log_w)
     return log_qz, log_qz_marginals.sum(-1)
 
@@ -90,8 +100,9 @@ def _normalise(log_terms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class WeightedMixtureLogDensity(torch.autograd.Function):
-    """``log sum_j W_ij q(z_i | x_j)`` ``[B]`` and, per dimension, ``log sum_j W_ij q(z_ik | x_j)``
-    ``[B, d]``, for ``q(. | x_j) = N(mean_j, diag(var_j))`` and ``log W`` ``[B, B]`` (constant).
+    """``log sum_j W_ij q(z_i | x_j)`` ``[b]`` and, per dimension, ``log sum_j W_ij q(z_ik | x_j)``
+    ``[b, d]``, for samples ``z`` ``[b, d]``, ``q(. | x_j) = N(mean_j, diag(var_j))`` with ``mean``
+    and ``var`` ``[B, d]``, and ``log W`` ``[b, B]`` (constant); ``b = B`` but in distributed training.
 
     The backward is written out because through autograd the estimator took about 5 times as
     long (it keeps every ``[d, B, B]`` intermediate and reduces broadcast gradients with strided
@@ -122,15 +133,16 @@ class WeightedMixtureLogDensity(torch.autograd.Function):
     def backward(ctx, grad_joint, grad_marginals):
         z, mean, inv_var, scaled_mean, p, q = ctx.saved_tensors
         batch, dims = z.shape
-        # sums over j (the posteriors) of G_ijk times a_jk and b_jk: [B, 2, d]
+        components = mean.shape[0]
+        # sums over j (the posteriors) of G_ijk times a_jk and b_jk: [b, 2, d]
         ab = torch.stack([inv_var, scaled_mean], 1)
-        rows = (p @ ab.view(batch, 2 * dims)).view(batch, 2, dims) * grad_joint.view(batch, 1, 1)
+        rows = (p @ ab.view(components, 2 * dims)).view(batch, 2, dims) * grad_joint.view(batch, 1, 1)
         per_dim = torch.stack([torch.stack([torch.mv(q[k], inv_var[:, k]), torch.mv(q[k], scaled_mean[:, k])]) for k in range(dims)], -1)
         rows = rows + per_dim.transpose(0, 1) * grad_marginals.unsqueeze(1)
         grad_z = rows[:, 1] - z * rows[:, 0]
         # sums over i (the samples) of G_ijk times 1, z_ik and z_ik^2: [B, 3, d]
         powers = torch.stack([torch.ones_like(z), z, z * z], 1)
-        cols = (p.T @ (grad_joint.view(batch, 1, 1) * powers).view(batch, 3 * dims)).view(batch, 3, dims)
+        cols = (p.T @ (grad_joint.view(batch, 1, 1) * powers).view(batch, 3 * dims)).view(components, 3, dims)
         cols = cols + torch.bmm((grad_marginals.unsqueeze(1) * powers).permute(2, 1, 0), q).permute(2, 1, 0)
         total, first, second = cols.unbind(1)
         grad_mean = inv_var * (first - mean * total)
@@ -164,7 +176,11 @@ class BetaTCVAE(VAE):
     def decomposition(self, inference: Inference) -> dict[str, torch.Tensor]:
         """Per-image estimates ``[B]`` of ``mi``, ``tc`` and ``dwkl`` at the sampled ``z``."""
         q, z = inference.posteriors["z"], inference.z["z"]
-        log_qz, log_qz_marginals = log_aggregate_posterior(z, q, self.dataset_size, self.estimator)
+        batch, offset = q, 0
+        if self.training:  # the estimator's batch is the global one, gathered from every process
+            batch = DiagonalGaussian(distributed.gather(q.mean), distributed.gather(q.var))
+            offset = distributed.rank() * z.shape[0]
+        log_qz, log_qz_marginals = log_aggregate_posterior(z, batch, self.dataset_size, self.estimator, offset)
         return {
             "mi": q.log_prob(z) - log_qz,
             "tc": log_qz - log_qz_marginals,

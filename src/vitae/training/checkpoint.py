@@ -1,6 +1,7 @@
-"""A run's checkpoint: one dict (model, optimizer, completed epochs, RNG states, config) written
-atomically (a temporary file in the same folder, then ``os.replace``), so a run killed while
-saving keeps its previous checkpoint. It loads with ``torch.load(..., weights_only=True)``.
+"""A run's checkpoint: one dict (model, optimizer, completed epochs, RNG states, config; under
+several processes each process's RNG state too, and rank 0 alone writes it) written atomically (a
+temporary file in the same folder, then ``os.replace``), so a run killed while saving keeps its
+previous checkpoint. It loads with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations

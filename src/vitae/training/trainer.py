@@ -6,6 +6,10 @@ and at the end), ``log.csv`` (one row per epoch: train and test ELBO and their t
 evaluated or diverged, ``metrics.json``. ``resume`` restores model, optimizer and both RNG streams
 (reparameterisation noise and data order), so an interrupted run ends with the same parameters
 as an uninterrupted one.
+
+Under ``torchrun`` with several processes the same loop trains with DistributedDataParallel
+(``vitae.training.distributed``): ``batch_size`` is the global batch, each process trains on its
+chunk of it, and rank 0 alone writes the run folder and shows progress.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from vitae import data as data_module
 from vitae import models
 from vitae.config import Config
 from vitae.errors import DivergedError, VitaeError
-from vitae.training import checkpoint
+from vitae.training import checkpoint, distributed
 
-RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "eval_batch_size", "eval_samples", "metric_options"}
+RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "amp", "eval_batch_size", "eval_samples", "metric_options"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,6 +44,45 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VitaeError(f"device '{name}' asked for, but this machine has no CUDA GPU; use device=auto or cpu")
     return device
+
+
+def training_device(name: str) -> torch.device:
+    """``resolve_device``, but each process of a distributed run on a GPU takes its own
+    (``LOCAL_RANK``)."""
+    device = resolve_device(name)
+    if device.type == "cuda" and distributed.is_distributed():
+        return torch.device("cuda", distributed.local_rank())
+    return device
+
+
+def use_mixed_precision(model: models.GenerativeModel, device: torch.device) -> None:
+    """Run the model's networks under bfloat16 autocast on CUDA, and hand their outputs on in
+    float32: the likelihood's log terms, the KLs, the estimators and the spatial transformer
+    (children ``likelihood`` and ``transform``) stay float32, where bfloat16 loses too much (and
+    autocast refuses ``binary_cross_entropy``). bfloat16 needs no loss scaling. On CPU nothing changes."""
+    if device.type != "cuda":
+        return
+    if not torch.cuda.is_bf16_supported():
+        raise VitaeError("amp=true needs a GPU with bfloat16 (Ampere or newer); set amp=false")
+    for name, child in model.named_children():
+        if name not in ("likelihood", "transform"):
+            child.forward = _autocast_to_float32(child.forward)
+
+
+def _autocast_to_float32(forward):
+    def run(*args, **kwargs):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = forward(*args, **kwargs)
+        return _to_float32(out)
+    return run
+
+
+def _to_float32(value):
+    if isinstance(value, torch.Tensor):
+        return value.float()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_float32(v) for v in value)
+    return value
 
 
 def kl_weight(epoch: int, warmup: int) -> float:
@@ -128,17 +171,29 @@ def load_trained(run: Run, device: str | None = None):
 
 
 def _rng_state(generator: torch.Generator) -> dict:
+    """The RNG states to checkpoint: this process's (rank 0's) noise and the shared data order,
+    and under several processes every process's noise state (``processes``)."""
     state = {"torch": torch.get_rng_state(), "data": generator.get_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if distributed.is_distributed():
+        state["processes"] = distributed.gather_objects({k: v for k, v in state.items() if k != "data"})
     return state
 
 
 def _set_rng_state(state: dict, generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
+    """Restore the data order, and this process's noise."""
     generator.set_state(state["data"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    processes = state.get("processes", [state])
+    if len(processes) == distributed.world_size():
+        own = processes[distributed.rank()]
+    elif distributed.is_main():
+        own = state
+    else:  # resumed with another number of processes: keep this one's fresh seed
+        return
+    torch.set_rng_state(own["torch"])
+    if "cuda" in own and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(own["cuda"])
 
 
 @torch.no_grad()
@@ -151,6 +206,16 @@ def evaluate_elbo(model, images: torch.Tensor, batch_size: int) -> dict[str, flo
         for key, value in parts.items():
             totals[key] = totals.get(key, 0.0) + value.sum().item()
     return {key: value / images.shape[0] for key, value in totals.items()}
+
+
+def evaluate_elbo_sharded(model, images: torch.Tensor, batch_size: int) -> dict[str, float]:
+    """``evaluate_elbo`` over all of ``images``, each process evaluating its share."""
+    if not distributed.is_distributed():
+        return evaluate_elbo(model, images, batch_size)
+    share = distributed.shard(images)
+    means = evaluate_elbo(model, share, batch_size)
+    totals = distributed.sum_over_processes(torch.tensor([means[k] * len(share) for k in sorted(means)], dtype=torch.float64))
+    return {key: (total / len(images)).item() for key, total in zip(sorted(means), totals)}
 
 
 def _check_resume(stored: Config, requested: Config | None) -> Config:
@@ -174,24 +239,37 @@ def _truncate_log(path: Path, epochs_done: int) -> None:
         csv.writer(f).writerows(kept)
 
 
-def train(config: Config | None, out: str | Path, *, resume: bool = False, progress: bool = True) -> Run:
-    """Train ``config`` into the folder ``out`` (or continue the run there with ``resume``)."""
-    run = Run(Path(out))
+def _open_run(run: Run, config: Config | None, resume: bool) -> tuple[Config, dict | None]:
+    """The run's configuration and, with ``resume``, its checkpoint."""
     if resume:
         run.require()
-        config = _check_resume(config_module.load_json(run.config), config)
-        state = checkpoint.load(run.checkpoint)
-    else:
-        if config is None:
-            raise VitaeError("a config file is needed to start a run")
-        if run.exists():
-            raise VitaeError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
-        state = None
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+        return _check_resume(config_module.load_json(run.config), config), checkpoint.load(run.checkpoint)
+    if config is None:
+        raise VitaeError("a config file is needed to start a run")
+    if run.exists():
+        raise VitaeError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
+    return config, None
+
+
+def train(config: Config | None, out: str | Path, *, resume: bool = False, progress: bool = True) -> Run:
+    """Train ``config`` into the folder ``out`` (or continue the run there with ``resume``); with
+    several processes under torchrun, as one of them."""
+    with distributed.process_group():
+        return _train(config, Run(Path(out)), resume, progress)
+
+
+def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run:
+    # rank 0 reads the run folder and every process gets what it read (no shared file system needed)
+    config, state = distributed.from_main(lambda: _open_run(run, config, resume))
+    distributed.check_batch_size(config.batch_size)
+    main, processes = distributed.is_main(), distributed.world_size()
+    device = training_device(config.device)
+    torch.manual_seed(config.seed + distributed.rank())  # noise differs between processes ...
+    generator = torch.Generator().manual_seed(config.seed)  # ... the data order does not
     dataset = load_data(config)
     model = build_model(config, dataset.image_shape, len(dataset.train)).to(device)
+    if config.amp:
+        use_mixed_precision(model, device)
     optimizer = make_optimizer(model, config.lr)
     start = 0
     if state is not None:
@@ -199,47 +277,57 @@ def train(config: Config | None, out: str | Path, *, resume: bool = False, progr
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], generator)
         start = state["epoch"]
-        _truncate_log(run.log, start)
-    else:
+        if main:
+            _truncate_log(run.log, start)
+    elif main:
         run.path.mkdir(parents=True, exist_ok=True)
         config_module.save_json(config, run.config)
+    network = distributed.wrap(model, device)  # after loading: DDP starts from rank 0's parameters
     train_x, test_x = dataset.train.images.to(device), dataset.test.images.to(device)
 
     def save(epoch: int) -> None:
-        checkpoint.save({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-            "rng": _rng_state(generator), "config": config.to_dict(), "image_shape": list(dataset.image_shape),
-        }, run.checkpoint)
-        config_module.save_json(config, run.config)
+        rng = _rng_state(generator)  # on every process: it gathers each one's noise state
+        if main:
+            checkpoint.save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                "rng": rng, "config": config.to_dict(), "image_shape": list(dataset.image_shape),
+            }, run.checkpoint)
+            config_module.save_json(config, run.config)
 
     if state is None:
         save(0)
+    if main and processes > 1:
+        tqdm.write(f"vitae: {processes} processes ({distributed.backend()}) of {config.batch_size // processes} images "
+                   f"each: global batch {config.batch_size}")
     bar = tqdm(range(start + 1, config.epochs + 1), initial=start, total=config.epochs,
-               desc=f"{config.model} on {config.data}", disable=not progress, unit="epoch")
+               desc=f"{config.model} on {config.data}", disable=not (progress and main), unit="epoch")
     for epoch in bar:
         w = kl_weight(epoch, config.warmup)
-        model.train()
+        network.train()
         started, sums, count = time.perf_counter(), {}, 0
-        for step, idx in enumerate(data_module.batches(len(train_x), config.batch_size, generator=generator)):
-            out = model(train_x[idx], kl_weight=w)
-            if not torch.isfinite(out.loss):
-                _diverged(run, epoch, step, out.loss.item())
+        batches = data_module.batches(len(train_x), config.batch_size, generator=generator)
+        for step, idx in enumerate(distributed.local_batches(batches)):
+            out = network(train_x[idx], kl_weight=w)
+            loss = distributed.mean_over_processes(out.loss.detach())  # the global batch's loss
+            if not torch.isfinite(loss):
+                _diverged(run, epoch, step, loss.item())
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()
-            n = len(idx)
+            n = len(idx) * processes
             count += n
-            for key, value in (("loss", out.loss.detach() * n), ("elbo", out.elbo.detach().sum())):
+            for key, value in (("loss", loss * n), ("elbo", out.elbo.detach().sum())):
                 sums[key] = sums.get(key, 0.0) + value
         seconds = time.perf_counter() - started
         model.eval()
-        test = evaluate_elbo(model, test_x, config.eval_batch_size)
+        test = evaluate_elbo_sharded(model, test_x, config.eval_batch_size)
         row = {"epoch": epoch, "kl_weight": w, "train_loss": float(sums["loss"]) / count,
-               "train_elbo": float(sums["elbo"]) / count, **{f"test_{k}": v for k, v in test.items()},
-               "seconds": seconds}
+               "train_elbo": float(distributed.sum_over_processes(sums["elbo"])) / count,
+               **{f"test_{k}": v for k, v in test.items()}, "seconds": seconds}
         if not all(math.isfinite(v) for v in row.values()):
             _diverged(run, epoch, None, row["test_elbo"])
-        _append_log(run.log, row)
+        if main:
+            _append_log(run.log, row)
         bar.set_postfix(train_elbo=f"{row['train_elbo']:.1f}", test_elbo=f"{row['test_elbo']:.1f}")
         if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
             save(epoch)
@@ -256,7 +344,9 @@ def _append_log(path: Path, row: dict) -> None:
 
 
 def _diverged(run: Run, epoch: int, step: int | None, value: float) -> None:
+    """Stop, on every process alike: the value is the global batch's, the same everywhere."""
     where = f"epoch {epoch}" + (f", step {step}" if step is not None else "")
-    run.write_metrics({"diverged": True, "diverged_at_epoch": epoch, "diverged_value": str(value)})
+    if distributed.is_main():
+        run.write_metrics({"diverged": True, "diverged_at_epoch": epoch, "diverged_value": str(value)})
     raise DivergedError(f"training diverged at {where} (loss {value}); recorded in {run.metrics}, "
                         "the last good checkpoint is kept; try a lower lr")
