@@ -22,6 +22,7 @@ Convention (shared by every family)
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -41,6 +42,20 @@ def power_of_two(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
+@functools.lru_cache(maxsize=32)
+def _sampling_constants(h: int, w: int, device: torch.device, dtype: torch.dtype):
+    """For ``H x W`` images: the padded size, the exact pixel centres of the padded image
+    ``[1, H*W, 2]``, the factor that re-normalises a shift to it, and the homogeneous pixel-centre
+    coordinates ``[3, H*W]`` of the unpadded image. Constants, cached per size, device and dtype."""
+    hp, wp = power_of_two(h), power_of_two(w)
+    xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / wp - 1  # exact: wp is a power of two
+    ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / hp - 1
+    centre = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(1, h * w, 2)
+    to_padded = torch.tensor([w / wp, h / hp], device=device, dtype=dtype)
+    points = torch.cat([identity_grid(1, h, w, device=device, dtype=dtype)[0], torch.ones(h * w, 1, device=device, dtype=dtype)], 1)
+    return hp, wp, centre, to_padded, points.t().contiguous()
+
+
 def displaced_sample(images: torch.Tensor, shift: torch.Tensor | None = None, affine_shift: torch.Tensor | None = None) -> torch.Tensor:
     """Bilinear read of ``images`` ``[B, C, H, W]`` at every pixel centre ``p`` moved to
     ``p + shift(p)`` (normalised units); zeros outside; differentiable in all inputs.
@@ -55,20 +70,14 @@ def displaced_sample(images: torch.Tensor, shift: torch.Tensor | None = None, af
     outside anyway) and the grid is ``centre + shift``, so a zero shift reads every pixel exactly.
     """
     b, _, h, w = images.shape
-    hp, wp = power_of_two(h), power_of_two(w)
+    hp, wp, centre, to_padded, points = _sampling_constants(h, w, images.device, images.dtype)
     if (hp, wp) != (h, w):
         images = F.pad(images, (0, wp - w, 0, hp - h))
-    dtype, device = images.dtype, images.device
-    xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / wp - 1  # exact: wp is a power of two
-    ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / hp - 1
-    centre = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(1, h * w, 2)
-    to_padded = torch.tensor([w / wp, h / hp], device=device, dtype=dtype)  # a unit of shift, re-normalised
     if affine_shift is None:
-        grid = centre.view(1, h, w, 2) + shift.to(dtype) * to_padded
+        grid = centre.view(1, h, w, 2) + shift.to(images.dtype) * to_padded
     else:
-        points = torch.cat([identity_grid(1, h, w, device=device, dtype=dtype)[0], torch.ones(h * w, 1, device=device, dtype=dtype)], 1)
-        rows = (affine_shift.to(dtype) * to_padded).transpose(1, 2).reshape(b * 2, 3)
-        grid = ((rows @ points.t()).view(b, 2, h * w).transpose(1, 2) + centre).view(b, h, w, 2)
+        rows = (affine_shift.to(images.dtype) * to_padded).transpose(1, 2).reshape(b * 2, 3)
+        grid = ((rows @ points).view(b, 2, h * w).transpose(1, 2) + centre).view(b, h, w, 2)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
