@@ -10,6 +10,7 @@ import torch
 from vitae import config as config_module
 from vitae.errors import DivergedError, VitaeError
 from vitae.training import checkpoint, trainer
+from vitae.training.evaluate import evaluate
 from vitae.training.trainer import Run, kl_weight, train
 
 
@@ -102,6 +103,10 @@ def test_divergence_is_recorded_and_the_checkpoint_kept(tiny_mnist, tmp_path, mo
     metrics = json.loads((run_path / "metrics.json").read_text())
     assert metrics["diverged"] is True and metrics["diverged_at_epoch"] == 2
     assert (run_path / "checkpoint.pt").read_bytes() == saved
+    monkeypatch.setattr(trainer.models.GenerativeModel, "forward", original_forward)
+    evaluate(run_path, samples=2, progress=False)  # the last good checkpoint, the record kept
+    metrics = json.loads((run_path / "metrics.json").read_text())
+    assert metrics["diverged"] is True and metrics["epochs_trained"] == 1 and "test_log_px" in metrics
 
 
 def test_a_truncated_checkpoint_is_a_clear_error(tiny_mnist, tmp_path):

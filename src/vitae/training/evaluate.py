@@ -4,7 +4,8 @@
 * ``test_log_px``: the importance-weighted bound with ``samples`` samples per image (1000, as the
   authors used, unless told otherwise);
 * the disentanglement scores (``d_score``, ...) when the run's data set has known factors.
-All in nats per image; the seed is fixed, so evaluating twice gives the same numbers.
+All in nats per image; the seed is fixed, so evaluating twice gives the same numbers. A run that
+diverged is evaluated at its last good checkpoint and keeps its ``"diverged": true`` record.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ def evaluate(out: str | Path, *, samples: int | None = None, limit: int | None =
         "test_elbo": elbo["elbo"], "test_log_px": log_px, "test_recon": elbo["recon"],
         **{f"test_{k}": v for k, v in elbo.items() if k.startswith("kl_")},
         "log_px_samples": samples, "test_images": len(test_x), "epochs_trained": state["epoch"],
-        "diverged": False,
     }
     metrics.update(disentanglement(config, model))
     metrics["evaluation_seconds"] = time.perf_counter() - started
