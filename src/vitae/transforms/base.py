@@ -157,10 +157,15 @@ def warp_affine(images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return displaced_sample(images, affine_shift=(m - eye).transpose(1, 2))
 
 
+def invert_rows(a: torch.Tensor) -> torch.Tensor:
+    """Rows ``[..., 6]`` (``[A | b]`` row by row) of the exact inverse ``[A^-1 | -A^-1 b]``, the
+    2x2 inverse in closed form; the identity maps to itself exactly."""
+    l00, l01, b0, l10, l11, b1 = a.unbind(-1)
+    det = l00 * l11 - l01 * l10
+    i00, i01, i10, i11 = l11 / det, -l01 / det, -l10 / det, l00 / det
+    return torch.stack([i00, i01, -(i00 * b0 + i01 * b1), i10, i11, -(i10 * b0 + i11 * b1)], dim=-1)
+
+
 def invert_affine(m: torch.Tensor) -> torch.Tensor:
-    """Exact inverse of ``[A | b]``: ``[A^-1 | -A^-1 b]`` (2x2 inverse in closed form)."""
-    a, b_, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
-    det = a * d - b_ * c
-    inv = torch.stack([torch.stack([d, -b_], -1), torch.stack([-c, a], -1)], -2) / det[:, None, None]
-    shift = -(inv @ m[:, :, 2:])
-    return torch.cat([inv, shift], dim=2)
+    """Exact inverse of ``[A | b]`` matrices ``[..., 2, 3]``: ``[A^-1 | -A^-1 b]``."""
+    return invert_rows(m.flatten(-2)).unflatten(-1, (2, 3))

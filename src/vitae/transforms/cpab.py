@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from vitae.errors import VitaeError
-from vitae.transforms.base import Transform, displaced_sample, identity_grid
+from vitae.transforms.base import Transform, displaced_sample, identity_grid, invert_rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,15 +200,6 @@ def expm_affine(a: torch.Tensor, order: int = 8) -> torch.Tensor:
     e = torch.stack([1 + l00 * v00 + l01 * v10, l00 * v01 + l01 * v11, v00 * b0 + v01 * b1,
                      l10 * v00 + l11 * v10, 1 + l10 * v01 + l11 * v11, v10 * b0 + v11 * b1], dim=-1)
     return power(e, 2 ** squarings)
-
-
-def invert_rows(a: torch.Tensor) -> torch.Tensor:
-    """Rows ``[..., 6]`` of the inverse affine map ``[L^-1 | -L^-1 b]`` (2x2 inverse in closed
-    form); the identity maps to itself exactly."""
-    l00, l01, b0, l10, l11, b1 = a.unbind(-1)
-    det = l00 * l11 - l01 * l10
-    i00, i01, i10, i11 = l11 / det, -l01 / det, -l10 / det, l00 / det
-    return torch.stack([i00, i01, -(i00 * b0 + i01 * b1), i10, i11, -(i10 * b0 + i11 * b1)], dim=-1)
 
 
 def _apply(m: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
