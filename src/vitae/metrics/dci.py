@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 
 from vitae.errors import VitaeError
-from vitae.metrics.sampling import check_representation, require, require_varied, sample
+from vitae.metrics.sampling import check_split, require, sample
 
 
 def importance_matrix(x_train, y_train, x_test, y_test, categorical, *, ordinal_regression: bool = True, seed: int = 0):
@@ -79,12 +79,9 @@ def completeness(importance: np.ndarray) -> float:
 
 def dci(x_train, y_train, x_test, y_test, categorical, *, ordinal_regression: bool = True, seed: int = 0) -> dict:
     """The three DCI scores from codes ``y`` and representations ``x`` (train and test)."""
-    x_train, x_test = check_representation(x_train, len(y_train)), check_representation(x_test, len(y_test))
-    require(len(y_train), 10, "DCI training")
-    require(len(y_test), 1, "DCI testing")
     if y_train.shape[1] < 2:
         raise VitaeError("DCI disentanglement needs at least two factors")
-    require_varied(y_train, [f"#{j}" for j in range(y_train.shape[1])], "DCI")
+    x_train, x_test = check_split(x_train, y_train, x_test, y_test, "DCI", min_train=10)
     importance, accuracy = importance_matrix(x_train, y_train, x_test, y_test, categorical,
                                              ordinal_regression=ordinal_regression, seed=seed)
     return {"d_score": disentanglement(importance), "dci_completeness": completeness(importance),

@@ -43,7 +43,7 @@ def mig(x: np.ndarray, y: np.ndarray, *, num_bins: int = 20) -> float:
     require(len(y), 2, "MIG")
     if x.shape[1] < 2:
         raise VitaeError("MIG needs a representation with at least two codes (it is a gap between the best two)")
-    require_varied(y, [f"#{j}" for j in range(y.shape[1])], "MIG")
+    require_varied(y, "MIG")
     binned = discretise(x, num_bins)
     info = np.array([[mutual_information(binned[:, i], y[:, j]) for j in range(y.shape[1])] for i in range(x.shape[1])])
     entropy = np.array([mutual_information(y[:, j], y[:, j]) for j in range(y.shape[1])])

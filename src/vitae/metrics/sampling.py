@@ -45,11 +45,12 @@ def require(n: int, minimum: int, what: str) -> None:
         raise VitaeError(f"{what} needs at least {minimum} samples, got {n}")
 
 
-def require_varied(codes: np.ndarray, names, metric: str) -> None:
-    """Every factor must take at least two values in the sample, or it tells the metric nothing."""
-    for k, name in enumerate(names):
+def require_varied(codes: np.ndarray, metric: str) -> None:
+    """Every factor (named ``#k`` by its column) must take at least two values in the sample, or
+    it tells the metric nothing."""
+    for k in range(codes.shape[1]):
         if len(np.unique(codes[:, k])) < 2:
-            raise VitaeError(f"{metric}: factor '{name}' takes a single value in {len(codes)} samples; use more samples")
+            raise VitaeError(f"{metric}: factor '#{k}' takes a single value in {len(codes)} samples; use more samples")
 
 
 def check_representation(x: np.ndarray, n: int) -> np.ndarray:
@@ -60,3 +61,14 @@ def check_representation(x: np.ndarray, n: int) -> np.ndarray:
     if not np.isfinite(x).all():
         raise VitaeError("the representation contains NaN or infinite values; the model has probably diverged")
     return x
+
+
+def check_split(x_train, y_train: np.ndarray, x_test, y_test: np.ndarray, metric: str, min_train: int):
+    """The checks of a metric fitted on a training split and scored on a test split: finite
+    ``[n, d]`` representations, at least ``min_train`` training and one test sample, every factor
+    varied in training. Returns the representations as float64 arrays."""
+    x_train, x_test = check_representation(x_train, len(y_train)), check_representation(x_test, len(y_test))
+    require(len(y_train), min_train, f"{metric} training")
+    require(len(y_test), 1, f"{metric} testing")
+    require_varied(y_train, metric)
+    return x_train, x_test

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from vitae.errors import VitaeError
-from vitae.metrics.sampling import check_representation, require, require_varied, sample
+from vitae.metrics.sampling import check_split, require, sample
 
 
 def squared_correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -53,12 +53,9 @@ def score_matrix(x_train, y_train, x_test, y_test, categorical, *, num_bins: int
 
 
 def sap(x_train, y_train, x_test, y_test, categorical, *, num_bins: int = 20) -> float:
-    x_train, x_test = check_representation(x_train, len(y_train)), check_representation(x_test, len(y_test))
-    require(len(y_train), 2, "SAP training")
-    require(len(y_test), 1, "SAP testing")
+    x_train, x_test = check_split(x_train, y_train, x_test, y_test, "SAP", min_train=2)
     if x_train.shape[1] < 2:
         raise VitaeError("SAP needs a representation with at least two codes (it is a gap between the best two)")
-    require_varied(y_train, [f"#{j}" for j in range(y_train.shape[1])], "SAP")
     top = np.sort(score_matrix(x_train, y_train, x_test, y_test, categorical, num_bins=num_bins), axis=0)[::-1]
     return float(np.mean(top[0] - top[1]))
 
