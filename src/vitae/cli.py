@@ -3,6 +3,7 @@
     vitae train CONFIG [KEY=VALUE ...] --out DIR [--resume]
     vitae evaluate DIR [--samples K]
     vitae plot DIR
+    vitae reproduce TARGET --scale quick|medium|paper --out DIR
 
 Bad input ends with one line ``vitae: error: ...`` and exit status 2; a diverged run with exit
 status 3 (recorded in its ``metrics.json``).
@@ -58,6 +59,13 @@ def cmd_plot(args) -> None:
         print(f"written: {path}")
 
 
+def cmd_reproduce(args) -> None:
+    from vitae.reproduce import reproduce
+
+    path = reproduce(args.target, args.scale, args.out, device=args.device, celeba=args.celeba, progress=not args.quiet)
+    print(f"written: {path}")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="vitae", description="VITAE: disentangle appearance and perspective (Detlefsen & Hauberg 2019).")
     sub = top.add_subparsers(dest="command", required=True)
@@ -85,6 +93,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by vitae train")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the run's)")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("reproduce", help="reproduce a result of the paper into DIR/report.md",
+                       description="Train, evaluate and plot what one result of the paper needs, at a scale, and write "
+                                   "DIR/report.md with our numbers beside the paper's. Re-running skips finished runs "
+                                   "and resumes interrupted ones.")
+    p.add_argument("target", help="table1, stability, timing, figures or all")
+    p.add_argument("--scale", default="quick", help="quick (minutes), medium (about an hour on 2 CPU cores), paper "
+                                                    "(the supplement's epochs), or a scale .toml file (default: quick)")
+    p.add_argument("--out", required=True, help="output folder (created; or one made before at the same scale)")
+    p.add_argument("--celeba", default=None, help="img_align_celeba folder for the faces experiment (default: the shipped ORL faces)")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the configs', auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_reproduce)
     return top
 
 

@@ -47,6 +47,7 @@ class Config:
     # what `vitae evaluate` does by default
     eval_samples: int = 1000  # importance samples per test image for log p(x)
     metric_options: dict = field(default_factory=dict)  # sample sizes of the disentanglement metrics
+    metric_data: str = ""  # data set whose known factors the metrics use; empty: the training data's own
 
     def model_kwargs(self) -> dict:
         """The keywords ``vitae.models.create`` takes from this configuration."""

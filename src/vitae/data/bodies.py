@@ -101,6 +101,7 @@ class SmplBody:
 
 class BodiesData(GroundTruthData):
     name = "bodies"
+    deterministic_render = True  # the image is a function of the factors alone
 
     def __init__(self, *, num_shape: int = 10, height: int = 400, width: int = 200, model_path: str | None = None):
         self.body = SmplBody(model_path, num_shape) if model_path else MannequinBody()

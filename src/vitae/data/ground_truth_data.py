@@ -81,6 +81,7 @@ class GroundTruthData:
     name: str = ""
     factors: tuple[Factor, ...] = ()
     observation_shape: tuple[int, int, int] = (1, 1, 1)
+    deterministic_render: bool = False  # True: render(factors) never uses its rng (images may be cached)
 
     @property
     def factor_names(self) -> tuple[str, ...]:

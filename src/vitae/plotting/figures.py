@@ -54,6 +54,8 @@ def save_grid(array: np.ndarray, path: Path, title: str, *, ylabels: list[str] |
 
 @torch.no_grad()
 def reconstructions(model, images: torch.Tensor, path: Path, ncol: int = 12, pairs: int = 4) -> None:
+    ncol = min(ncol, len(images))
+    pairs = min(pairs, len(images) // ncol)  # whole rows only, for a test set smaller than the grid
     x = images[: ncol * pairs]
     recon = model.reconstruct(x)
     rows = torch.cat([torch.stack([x[i * ncol:(i + 1) * ncol], recon[i * ncol:(i + 1) * ncol]]) for i in range(pairs)])

@@ -31,7 +31,8 @@ from vitae.config import Config
 from vitae.errors import DivergedError, VitaeError
 from vitae.training import checkpoint, distributed
 
-RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "amp", "eval_batch_size", "eval_samples", "metric_options"}
+RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "amp", "eval_batch_size", "eval_samples", "metric_options",
+                  "metric_data"}
 
 
 def resolve_device(name: str) -> torch.device:
