@@ -198,3 +198,13 @@ def test_unknown_names_are_one_line_errors():
         models.create("vae", (3, 32, 32))
     with pytest.raises(VitaeError, match="unknown transformation"):
         models.create("cvitae", SHAPE, transform="rigid")
+
+
+def test_log_px_chunks_shrink_with_the_image_size():
+    """The default chunk holds a fixed number of pixel values, so large images never take more memory."""
+    from vitae.metrics.log_likelihood import PIXELS_PER_CHUNK, chunk_images
+
+    assert chunk_images(torch.zeros(3, 1, 28, 28), None) == PIXELS_PER_CHUNK // 784
+    assert chunk_images(torch.zeros(3, 1, 100, 50), None) * 5000 <= PIXELS_PER_CHUNK
+    assert chunk_images(torch.zeros(3, 1, 400, 200), None) == PIXELS_PER_CHUNK // 80_000
+    assert chunk_images(torch.zeros(3, 1, 28, 28), 30) == 30

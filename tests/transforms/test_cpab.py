@@ -180,6 +180,44 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda th: t.warp(images, th), (theta,))
 
 
+def walked(t):
+    """The same transformation with every point walked step by step (no whole-time shortcut)."""
+    other = CPAB((t.nx, t.ny), t.zero_boundary, t.volume_preservation, t.n_steps, t.n_sub)
+    other._shortcut = False
+    return other
+
+
+@pytest.mark.parametrize("tess", [(4, 4), (2, 4)])
+def test_points_that_stay_in_their_cell_take_its_whole_time_map(tess):
+    """A small field: points that provably stay in their cell take its exact map over the whole
+    time, the others walk (on [4, 4], the 27% of the 28 x 28 pixel centres that lie on diagonals;
+    on [2, 4], none); the result is the step-by-step walk's, in value and gradient, for points
+    (gather path) and for warps (the pixel grid's matrix-product path)."""
+    t = CPAB(tess)
+    theta = (seeded(3, t.theta_dim, seed=11) * 0.02).requires_grad_()
+    points = pixel_grid(3, 28)
+    got, ref = t.transform_points(points, theta), walked(t).transform_points(points, theta)
+    assert (got - points).abs().max() > 1e-3
+    torch.testing.assert_close(got, ref, atol=1e-12, rtol=0)
+    images = torch.rand(3, 2, 28, 28, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    for inverse in (False, True):
+        torch.testing.assert_close(t.warp(images, theta, inverse=inverse),
+                                   walked(t).warp(images, theta, inverse=inverse), atol=1e-12, rtol=0)
+    grads = [torch.autograd.grad(u.warp(images, theta).square().sum(), theta)[0] for u in (t, walked(t))]
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-10, rtol=1e-10)
+
+
+def test_gradcheck_float64_where_points_stay_in_their_cell():
+    t = CPAB((2, 2), n_steps=3, n_sub=2)
+    theta = (seeded(2, t.theta_dim, seed=13) * 0.03).requires_grad_()
+    points = (torch.rand(2, 6, 2, generator=torch.Generator().manual_seed(14), dtype=torch.float64) * 1.8 - 0.9)
+    points.requires_grad_()
+    assert torch.autograd.gradcheck(lambda th, p: t.transform_points(p, th), (theta, points))
+    images = torch.rand(2, 1, 10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(15))
+    assert torch.autograd.gradcheck(lambda th: t.warp(images, th), (theta,))
+    assert torch.autograd.gradcheck(lambda th: t.warp(images, th, inverse=True), (theta,))
+
+
 def test_prepare_equals_warp_in_both_directions_and_shares_gradients():
     t = CPAB((2, 4))
     theta = seeded(3, t.theta_dim, seed=9).requires_grad_()  # float64: the sums' order differs

@@ -13,16 +13,27 @@ import torch
 
 from vitae.models import GenerativeModel
 
+# decoded pixel values per chunk (the warp's intermediates are a few dozen times this in bytes):
+# 50,000 MNIST images, 6,700 bodies of 100 x 50, 2,000 faces of 3 x 128 x 128
+PIXELS_PER_CHUNK = 50_000 * 784
+
+
+def chunk_images(x: torch.Tensor, max_batch: int | None) -> int:
+    """Decoded images per chunk: ``max_batch``, or as many as ``PIXELS_PER_CHUNK`` allows."""
+    return max_batch if max_batch is not None else max(1, PIXELS_PER_CHUNK // max(1, x[0].numel()))
+
 
 @torch.no_grad()
-def iw_log_px(model: GenerativeModel, x: torch.Tensor, n_samples: int, max_batch: int = 50_000) -> torch.Tensor:
+def iw_log_px(model: GenerativeModel, x: torch.Tensor, n_samples: int, max_batch: int | None = None) -> torch.Tensor:
     """``[B]`` importance-weighted ``log p(x)`` with ``n_samples`` samples per image.
 
-    The samples are drawn in chunks of at most ``max_batch`` decoded images and combined with a
-    running log-sum-exp, so memory does not grow with ``n_samples``.
+    The samples are drawn in chunks of at most ``max_batch`` decoded images (default: as many as
+    ``PIXELS_PER_CHUNK`` pixel values allow) and combined with a running log-sum-exp, so memory
+    grows neither with ``n_samples`` nor with the image size.
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+    max_batch = chunk_images(x, max_batch)
     total = torch.full((x.shape[0],), -math.inf, device=x.device)
     per_chunk = max(1, max_batch // x.shape[0])
     done = 0
@@ -34,9 +45,10 @@ def iw_log_px(model: GenerativeModel, x: torch.Tensor, n_samples: int, max_batch
 
 
 @torch.no_grad()
-def dataset_log_px(model: GenerativeModel, images: torch.Tensor, n_samples: int, max_batch: int = 50_000,
+def dataset_log_px(model: GenerativeModel, images: torch.Tensor, n_samples: int, max_batch: int | None = None,
                    progress=None) -> float:
     """Mean importance-weighted ``log p(x)`` over ``images`` (nats per image)."""
+    max_batch = chunk_images(images, max_batch)
     per_step = max(1, max_batch // n_samples)
     total = 0.0
     for start in range(0, images.shape[0], per_step):

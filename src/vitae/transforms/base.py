@@ -74,7 +74,10 @@ def displaced_sample(images: torch.Tensor, shift: torch.Tensor | None = None, af
     if (hp, wp) != (h, w):
         images = F.pad(images, (0, wp - w, 0, hp - h))
     if affine_shift is None:
-        grid = centre.view(1, h, w, 2) + shift.to(images.dtype) * to_padded
+        # one factor for both axes when they are padded alike: a scalar product, far cheaper on a
+        # CPU than a broadcast over a last dimension of 2 (and the same numbers)
+        scale = w / wp if w / wp == h / hp else to_padded
+        grid = centre.view(1, h, w, 2) + shift.to(images.dtype) * scale
     else:
         rows = (affine_shift.to(images.dtype) * to_padded).transpose(1, 2).reshape(b * 2, 3)
         grid = ((rows @ points).view(b, 2, h * w).transpose(1, 2) + centre).view(b, h, w, 2)

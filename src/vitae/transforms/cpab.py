@@ -28,22 +28,38 @@ Convention
 Integration and its error
 -------------------------
 ``n_steps`` steps of length ``h = 1 / n_steps``. Inside one cell the flow is exact:
-``expm(h [[A_c], [0 0 0]])``, a 2x3 map per cell and image (Taylor series and squaring), computed
-once per ``theta`` (``prepare`` shares it between both directions: the inverse direction uses the
-closed-form inverse of each cell map, ``expm(-hA) = expm(hA)^-1``). Each step applies the map of
-the cell that holds the step's start; a step that stays in one cell is exact. A step whose end
-lies in another cell (~10-20% of them) is redone in ``n_sub`` sub-steps, each applying the map of
-the cell that holds its estimated midpoint (extrapolated from the previous sub-step, the first
-from the step's own displacement), which also handles the thin wedges near vertices where one
-step crosses several cells; a sub-step that crosses an edge at fraction ``s`` of its length errs
-by about ``|(A_c' - A_c) v| min(s, 1 - s)^2 (h / n_sub)^2 / 2``. The error therefore falls like
-``(n_steps * n_sub)^-2`` at the crossings and is zero elsewhere. Measured against a float64
-reference (2000 midpoint-rule steps, itself within 3e-8), ``[4, 4]``, ``theta ~ N(0, 1)``, 28x28
-pixel centres, the defaults (3 steps, 6 sub-steps): max 2.8e-4, mean 3.7e-6 in unit-square
-coordinates, float32 and float64 alike (``benchmarks/cpab.py``; 5 x 4 gives 1.2e-4 / 2.9e-6).
-``T_{-theta}(T_theta(p)) = p`` holds to the same error. The cell choices are piecewise constant in
-``theta``, so the gradient is the exact derivative of the computed map (away from measure-zero
-switching points); it is hand-written (a scatter per step) and not twice differentiable.
+``expm(s [[A_c], [0 0 0]])``, a 2x3 map per cell and image, computed once per ``theta`` (and only
+when used) for a sub-step ``s = h / n_sub`` and a step ``s = h``, and for the whole time ``s = 1``
+(``flows``: the 2x2 linear part is ``mu I + N`` with ``N^2`` a multiple of ``I``, so a short series
+on two scalars per cell, then squaring and powers; ``prepare`` shares the maps between both
+directions: the inverse direction uses the closed-form inverse of each map,
+``expm(-sA) = expm(sA)^-1``).
+
+A point whose distance to the boundary of its cell exceeds the largest speed of the field in that
+cell (at the cell's vertices, the field being affine there) cannot leave the cell within time 1:
+it takes the cell's whole-time map, which is its exact flow. When at least half the points are
+such (small fields, e.g. early in training), they do so and the others walk; otherwise all walk.
+For a pixel grid shared by all images (``warp``), that map is applied to every pixel of every
+image by one matrix product with a constant per-grid operator.
+
+The walk: each step applies the map of the cell that holds the step's start; a step that stays in
+one cell is exact. A step whose end lies in another cell (~25% of them for ``theta ~ N(0, 1)`` on
+``[4, 4]``) is redone in ``n_sub`` sub-steps, each applying the map of the cell that holds its
+estimated midpoint (extrapolated from the previous sub-step, the first from the step's own
+displacement), which also handles the thin wedges near vertices where one step crosses several
+cells; a sub-step that crosses an edge at fraction ``s`` of its length errs by about
+``|(A_c' - A_c) v| min(s, 1 - s)^2 (h / n_sub)^2 / 2``. The error therefore falls like
+``(n_steps * n_sub)^-2`` at the crossings and is zero elsewhere, except for a step that leaves
+its cell and comes back within the step, which goes undetected (with 2 steps the largest error
+stays at 1.6e-3 whatever ``n_sub``, hence the default of 3). Measured against a float64
+reference (2000 midpoint-rule steps, itself within 3e-8), ``[4, 4]``, ``theta ~ N(0, 1)``,
+28x28 pixel centres, the defaults (3 steps, 4 sub-steps): max 3.6e-4, mean 8.2e-6 in unit-square
+coordinates, float32 and float64 alike (``benchmarks/cpab.py``; 3 x 6 gives 2.8e-4 / 3.8e-6,
+4 x 4 gives 1.6e-4 / 4.7e-6).
+``T_{-theta}(T_theta(p)) = p`` holds to the same error. The cell choices (and the choice of
+whole-time maps) are piecewise constant in ``theta``, so the gradient is the exact derivative of
+the computed map (away from measure-zero switching points); it is hand-written (a scatter per
+step, a matrix product for the grid) and not twice differentiable.
 """
 
 from __future__ import annotations
@@ -202,6 +218,71 @@ def expm_affine(a: torch.Tensor, order: int = 8) -> torch.Tensor:
     return power(e, 2 ** squarings)
 
 
+def flows(a: torch.Tensor, t: float, powers: tuple[int, ...], order: int | None = None) -> list[torch.Tensor]:
+    """The exact flows ``expm(s [[A | b], [0 0 0]])`` of the affine fields ``a`` (``[6, R]``: the
+    rows of ``[A | b]`` flattened, one column per field) over the times ``s = t`` and then
+    ``s = t * prod(powers[:i + 1])`` for each ``i``, in the same layout: the maps of
+    ``expm_affine(s a.t())`` in a form with few (scalar) operations, so that autograd through it
+    is cheap.
+
+    With ``L`` the linear part, ``L = mu I + N`` where ``mu = tr L / 2`` and ``N`` is traceless, so
+    ``N^2 = zeta I`` (``zeta = -det N``): every power of ``L``, and every function of it, is
+    ``p I + q N`` with scalars ``p, q``. The series ``phi_1(L) = sum_k L^k / (k + 1)!`` (Horner, of
+    degree ``order``: 8 in float64, 6 otherwise; after scaling ``t`` so that the entrywise norm of
+    ``t L`` is at most 1/2, the truncation is below 6e-10, resp. 2e-7, relative) gives
+    ``expm(tL) = I + tL phi_1(tL)`` and the translation ``phi_1(tL) t b``. The scaling is undone
+    by squaring the map, and the longer flows are its powers (binary powering), all on
+    the scalars ``(p, q)`` and the translation. ``a = 0`` gives exactly ``[1, 0, 0, 0, 1, 0]``."""
+    if order is None:
+        order = 8 if a.dtype == torch.float64 else 6
+    norm = float(a.detach().view(2, 3, -1)[:, :2].abs().sum((0, 1)).max()) * t if a.numel() else 0.0
+    squarings = max(0, math.ceil(math.log2(norm / 0.5))) if norm > 0.5 else 0
+    l00, l01, b0, l10, l11, b1 = (a * (t * 0.5 ** squarings)).unbind(0)
+    mu, n00 = (l00 + l11) * 0.5, (l00 - l11) * 0.5
+    zeta = torch.addcmul(n00 * n00, l01, l10)
+
+    def times_n(e0, e1):  # N e
+        return torch.addcmul(n00 * e0, l01, e1), torch.addcmul(l10 * e0, n00, e1, value=-1)
+
+    def compose(f, g):  # f o g for maps (c, d, e0, e1) = (c I + d N, e) of the same N: they commute
+        (c1, d1, f0, f1), (c2, d2, g0, g1) = f, g
+        ng0, ng1 = times_n(g0, g1)
+        return (torch.addcmul(c1 * c2, d1 * d2, zeta), torch.addcmul(c1 * d2, d1, c2),
+                torch.addcmul(torch.addcmul(f0, c1, g0), d1, ng0), torch.addcmul(torch.addcmul(f1, c1, g1), d1, ng1))
+
+    # Horner for phi_1 = x I + y N, from the last term 1 / (order + 1)!
+    f = 1.0 / (order + 1)
+    x, y = mu * f + 1, torch.full_like(mu, f)
+    for k in range(order - 1, 0, -1):
+        f = 1.0 / (k + 1)
+        x, y = torch.addcmul(mu * x, zeta, y).mul_(f).add_(1), torch.addcmul(x, mu, y).mul_(f)
+    nb0, nb1 = times_n(b0, b1)
+    fine = (torch.addcmul(mu * x, zeta, y).add_(1), torch.addcmul(x, mu, y),  # expm = c I + d N
+            torch.addcmul(x * b0, y, nb0), torch.addcmul(x * b1, y, nb1))
+    for _ in range(squarings):
+        fine = compose(fine, fine)
+
+    def power(m, k):  # binary powering
+        result = None
+        while k:
+            if k & 1:
+                result = m if result is None else compose(result, m)
+            k >>= 1
+            if k:
+                m = compose(m, m)
+        return result
+
+    out = [fine]
+    for k in powers:
+        out.append(power(out[-1], k))
+
+    def rows(c, d, e0, e1):
+        dn = d * n00
+        return torch.stack([c + dn, d * l01, e0, d * l10, c - dn, e1])
+
+    return [rows(*m) for m in out]
+
+
 def _apply(m: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Maps ``m`` ``[6, N]`` (one column per point: contiguous rows keep every read dense)
     applied to the points ``(x, y)``."""
@@ -230,76 +311,212 @@ def _cell(x: torch.Tensor, y: torch.Tensor, nx: int, ny: int, offset: torch.Tens
     return cell_index(x, y, nx, ny, offset).int()
 
 
-class _Flow(torch.autograd.Function):
-    """The integrator of the module docstring; backward walks the recorded steps in reverse.
+def _changed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Indices where ``a != b``; ``torch.equal`` (a memory compare) first spares the costlier
+    ``nonzero`` when nothing changed."""
+    if torch.equal(a, b):
+        return a.new_empty(0, dtype=torch.long)
+    return (a != b).nonzero().squeeze(1)
 
-    Inputs: ``x, y`` ``[N]`` in cell units (``u * n``); ``coarse`` and ``fine`` ``[6, n_images * n_cells]``,
-    the maps of every cell for one step (``h``) and one sub-step (``h / n_sub``); ``offset`` ``[N]``
-    (``image * n_cells`` as float); the tessellation and step counts. Each step applies the map of
-    the cell that holds its start; a step that ends in another cell is redone in ``n_sub``
-    sub-steps, each with the cell of its predicted midpoint. Cell choices are constants for the
-    gradient.
+
+def _walk(x, y, coarse, fine, offset, start, nx, ny, n_steps, n_sub):
+    """The stepping integrator (module docstring) from the points ``x, y`` in the cells ``start``;
+    returns the end points and the record of the steps that ``_walk_back`` needs."""
+    steps = []
+    frac = 1 / (2 * n_sub)
+    for _ in range(n_steps):
+        m = coarse.index_select(1, start)
+        x1, y1 = _apply(m, x, y)
+        end = _cell(x1, y1, nx, ny, offset)
+        redo = _changed(end, start)
+        subs = []
+        if redo.numel():
+            sx, sy, s_off = x.index_select(0, redo), y.index_select(0, redo), offset.index_select(0, redo)
+            # first sub-step's midpoint from the step's displacement, then extrapolated
+            mx = torch.lerp(sx, x1.index_select(0, redo), frac)
+            my = torch.lerp(sy, y1.index_select(0, redo), frac)
+            for k in range(n_sub):
+                sc = _cell(mx, my, nx, ny, s_off)
+                sm = fine.index_select(1, sc)
+                subs.append((sx, sy, sm, sc))
+                nx_, ny_ = _apply(sm, sx, sy)
+                if k + 1 < n_sub:
+                    mx, my = torch.lerp(sx, nx_, 1.5), torch.lerp(sy, ny_, 1.5)
+                sx, sy = nx_, ny_
+            x1.index_copy_(0, redo, sx)  # in place: x1, y1, end are this step's own arrays
+            y1.index_copy_(0, redo, sy)
+            end.index_copy_(0, redo, _cell(sx, sy, nx, ny, s_off))
+        steps.append((x, y, m, start, redo, subs))
+        x, y, start = x1, y1, end
+    return x, y, steps
+
+
+def _walk_back(steps, gx, gy, grad_coarse, grad_fine, need_points):
+    """Backward of ``_walk``: the recorded steps in reverse, a scatter of the map gradients per
+    step. Returns the gradient to the start points (``None, None`` unless ``need_points``)."""
+    last = len(steps) - 1
+    for i, (x, y, m, c, redo, subs) in enumerate(reversed(steps)):
+        if redo.numel():
+            sgx, sgy = gx.index_select(0, redo), gy.index_select(0, redo)
+            for sx, sy, sm, sc in reversed(subs):
+                _scatter_rows(grad_fine, sc, sgx, sgy, sx, sy)
+                sgx, sgy = _pull_back(sm, sgx, sgy)
+            if i == 0:
+                gx, gy = gx.clone(), gy.clone()  # the incoming gradient is not ours to change
+            gx.index_fill_(0, redo, 0)
+            gy.index_fill_(0, redo, 0)
+        _scatter_rows(grad_coarse, c, gx, gy, x, y)
+        if i < last or need_points:
+            gx, gy = _pull_back(m, gx, gy)
+            if redo.numel():
+                gx.index_copy_(0, redo, sgx)
+                gy.index_copy_(0, redo, sgy)
+    return (gx, gy) if need_points else (None, None)
+
+
+def _inner_distance(x: torch.Tensor, y: torch.Tensor, nx: int, ny: int) -> torch.Tensor:
+    """A lower bound of the distance (cell units) from each point to the boundary of its cell:
+    with ``(lx, ly)`` the position in its rectangle, the distance to the nearest of the lines
+    ``lx, ly = 0, 1`` and the two diagonals, which carry the cell's edges. Negative outside the
+    square (such points never take the whole-time shortcut)."""
+    lx = x - x.floor().clamp_(0, nx - 1)
+    ly = y - y.floor().clamp_(0, ny - 1)
+    sides = torch.minimum(torch.minimum(lx, 1 - lx), torch.minimum(ly, 1 - ly))
+    diagonals = torch.minimum((lx - ly).abs_(), (lx + ly - 1).abs_()).mul_(math.sqrt(0.5))
+    return torch.minimum(sides, diagonals)
+
+
+def _grid_operator(cells: torch.Tensor, x: torch.Tensor, y: torch.Tensor, n_cells: int) -> torch.Tensor:
+    """``W`` ``[P, 3 n_cells]`` for a pixel grid shared by all images (``cells`` within one image):
+    ``W[p, 3 c + j] = (x_p, y_p, 1)[j]`` where ``c`` is the cell of ``p``, else 0. Applying every
+    point's cell map is then one matrix product with the table, and so is its gradient."""
+    w = x.new_zeros(cells.shape[0], n_cells, 3)
+    rows = torch.arange(cells.shape[0], device=cells.device)
+    w[rows, cells.long()] = torch.stack([x, y, torch.ones_like(x)], dim=-1)
+    return w.view(cells.shape[0], 3 * n_cells)
+
+
+def _grid_full_forward(full: torch.Tensor, pattern):
+    """The ``full`` maps applied to the pixel grid of ``pattern = (W, B)`` in every image: the
+    table as ``[2 B, 3 n_cells]`` (rows ``x`` then ``y`` of every image) times ``W^T``, a dense
+    product that BLAS runs fast (and in parallel), against a gather and a scatter of six values
+    per point. Returns image-major ``x, y``."""
+    w, b = pattern
+    n_cells = w.shape[1] // 3
+    table = full.view(2, 3, b, n_cells).permute(0, 2, 3, 1).reshape(2 * b, 3 * n_cells)
+    out = table @ w.t()  # [2 B, P]
+    return out[:b].reshape(-1), out[b:].reshape(-1), ("grid", pattern)
+
+
+def _grid_full_backward(grad_full: torch.Tensor, direct, gx: torch.Tensor, gy: torch.Tensor) -> None:
+    """``_grid_full_forward``'s gradient to the table, added to ``grad_full`` ``[6, B * n_cells]``."""
+    _, (w, b) = direct
+    n_cells = w.shape[1] // 3
+    grad = torch.cat([gx.view(b, -1), gy.view(b, -1)]) @ w  # [2 B, 3 n_cells]
+    grad_full += grad.view(2, b, n_cells, 3).permute(0, 3, 1, 2).reshape(6, -1)
+
+
+class _Flow(torch.autograd.Function):
+    """The integrator of the module docstring. Inputs: ``x, y`` ``[N]`` in cell units
+    (``u * n``); ``coarse``, ``fine`` and ``full`` ``[6, n_images * n_cells]``, the maps of every
+    cell over one step (``h``), one sub-step (``h / n_sub``) and the whole time 1; ``offset``
+    ``[N]`` (``image * n_cells`` as float); ``start``, the int32 cells of the points; ``walkers``;
+    the tessellation and step counts; ``pattern``, the operator of a pixel grid shared by all
+    images (``_grid_operator``) or ``None``.
+
+    ``full = None``: every point walks (``_walk``); then ``coarse`` and ``fine`` are needed.
+    Otherwise every point takes its cell's ``full`` map except ``walkers`` (indices, or ``None``),
+    which walk. Cell choices are constants for the gradient.
     """
 
     @staticmethod
-    def forward(ctx, x, y, coarse, fine, offset, nx, ny, n_steps, n_sub):
-        start = _cell(x, y, nx, ny, offset)
-        ctx.steps = []
-        frac = 1 / (2 * n_sub)
-        for _ in range(n_steps):
-            m = coarse.index_select(1, start)
-            x1, y1 = _apply(m, x, y)
-            end = _cell(x1, y1, nx, ny, offset)
-            redo = (end != start).nonzero().squeeze(1)
-            subs = []
-            if redo.numel():
-                sx, sy, s_off = x.index_select(0, redo), y.index_select(0, redo), offset.index_select(0, redo)
-                # first sub-step's midpoint from the step's displacement, then extrapolated
-                mx = torch.lerp(sx, x1.index_select(0, redo), frac)
-                my = torch.lerp(sy, y1.index_select(0, redo), frac)
-                for k in range(n_sub):
-                    sc = _cell(mx, my, nx, ny, s_off)
-                    sm = fine.index_select(1, sc)
-                    subs.append((sx, sy, sm, sc))
-                    nx_, ny_ = _apply(sm, sx, sy)
-                    if k + 1 < n_sub:
-                        mx, my = torch.lerp(sx, nx_, 1.5), torch.lerp(sy, ny_, 1.5)
-                    sx, sy = nx_, ny_
-                x1.index_copy_(0, redo, sx)  # in place: x1, y1, end are this step's own arrays
-                y1.index_copy_(0, redo, sy)
-                end.index_copy_(0, redo, _cell(sx, sy, nx, ny, s_off))
-            ctx.steps.append((x, y, m, start, redo, subs))
-            x, y, start = x1, y1, end
-        ctx.n_rows = coarse.shape[1]
+    def forward(ctx, x, y, coarse, fine, full, offset, start, walkers, nx, ny, n_steps, n_sub, pattern=None):
+        ctx.n_rows = (coarse if full is None else full).shape[1]
         ctx.need_points = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        return x, y
+        ctx.walk = ctx.direct = ctx.walkers = None
+        if full is None:
+            x1, y1, ctx.walk = _walk(x, y, coarse, fine, offset, start, nx, ny, n_steps, n_sub)
+            return x1, y1
+        if pattern is not None and not ctx.need_points:
+            # the same pixel grid in every image: a matrix product with the grid's operator
+            x1, y1, ctx.direct = _grid_full_forward(full, pattern)
+        else:
+            mf = full.index_select(1, start)
+            x1, y1 = _apply(mf, x, y)
+            ctx.direct = (mf, start, x, y)
+        if walkers is not None:
+            idx = walkers
+            wx, wy, ctx.walk = _walk(x.index_select(0, idx), y.index_select(0, idx), coarse, fine,
+                                     offset.index_select(0, idx), start.index_select(0, idx), nx, ny, n_steps, n_sub)
+            x1.index_copy_(0, idx, wx)
+            y1.index_copy_(0, idx, wy)
+            ctx.walkers = idx
+        return x1, y1
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gx, gy):
-        grad_coarse = gx.new_zeros(6, ctx.n_rows)
-        grad_fine = gx.new_zeros(6, ctx.n_rows)
+        grad_coarse = gx.new_zeros(6, ctx.n_rows) if ctx.walk is not None else None
+        grad_fine = gx.new_zeros(6, ctx.n_rows) if ctx.walk is not None else None
+        grad_full = gx.new_zeros(6, ctx.n_rows) if ctx.direct is not None else None
         gx, gy = gx.contiguous(), gy.contiguous()
-        last = len(ctx.steps) - 1
-        for i, (x, y, m, c, redo, subs) in enumerate(reversed(ctx.steps)):
-            if redo.numel():
-                sgx, sgy = gx.index_select(0, redo), gy.index_select(0, redo)
-                for sx, sy, sm, sc in reversed(subs):
-                    _scatter_rows(grad_fine, sc, sgx, sgy, sx, sy)
-                    sgx, sgy = _pull_back(sm, sgx, sgy)
-                if i == 0:
-                    gx, gy = gx.clone(), gy.clone()  # the incoming gradient is not ours to change
-                gx.index_fill_(0, redo, 0)
-                gy.index_fill_(0, redo, 0)
-            _scatter_rows(grad_coarse, c, gx, gy, x, y)
-            if i < last or ctx.need_points:
-                gx, gy = _pull_back(m, gx, gy)
-                if redo.numel():
-                    gx.index_copy_(0, redo, sgx)
-                    gy.index_copy_(0, redo, sgy)
-        if not ctx.need_points:
-            gx = gy = None
-        return gx, gy, grad_coarse, grad_fine, None, None, None, None, None
+        if ctx.direct is None:
+            gx, gy = _walk_back(ctx.walk, gx, gy, grad_coarse, grad_fine, ctx.need_points)
+        else:
+            idx = ctx.walkers
+            if idx is not None:
+                wgx, wgy = _walk_back(ctx.walk, gx.index_select(0, idx), gy.index_select(0, idx),
+                                      grad_coarse, grad_fine, ctx.need_points)
+                gx, gy = gx.index_fill(0, idx, 0), gy.index_fill(0, idx, 0)
+            if isinstance(ctx.direct[0], str):  # the grid's matrix product
+                _grid_full_backward(grad_full, ctx.direct, gx, gy)
+                return None, None, grad_coarse, grad_fine, grad_full, None, None, None, None, None, None, None, None
+            mf, cells, x, y = ctx.direct
+            _scatter_rows(grad_full, cells, gx, gy, x, y)
+            if ctx.need_points:
+                gx, gy = _pull_back(mf, gx, gy)
+                if idx is not None:
+                    gx.index_copy_(0, idx, wgx)
+                    gy.index_copy_(0, idx, wgy)
+            else:
+                gx = gy = None
+        return gx, gy, grad_coarse, grad_fine, grad_full, None, None, None, None, None, None, None, None
+
+
+class _Tables:
+    """The per-cell maps of one direction, each computed on first use (so that a call that only
+    needs the whole-time maps, or only the step maps, computes no other): ``walk()`` the maps over
+    one sub-step and one step ``(fine, coarse)``, ``full()`` over the whole time, ``speed`` the
+    speed bound of every cell. ``inverse()`` gives those of ``T_{-theta}``: the closed-form inverses
+    of these maps (``expm(-sA) = expm(sA)^-1``, so both directions share one ``expm``); the speeds of
+    ``-v`` are those of ``v``."""
+
+    def __init__(self, transform: "CPAB", maps: torch.Tensor | None, speed: torch.Tensor,
+                 source: "_Tables | None" = None):
+        self.transform, self.maps, self.speed, self.source = transform, maps, speed, source
+        self._walk: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._full: torch.Tensor | None = None
+
+    @staticmethod
+    def _invert(table: torch.Tensor) -> torch.Tensor:
+        return invert_rows(table.t()).t().contiguous()
+
+    def walk(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._walk is None:
+            if self.source is not None:
+                self._walk = tuple(self._invert(table) for table in self.source.walk())
+            else:
+                t = self.transform
+                self._walk = tuple(flows(self.maps, 1.0 / (t.n_steps * t.n_sub), (t.n_sub,)))
+        return self._walk
+
+    def full(self) -> torch.Tensor:
+        if self._full is None:
+            self._full = self._invert(self.source.full()) if self.source is not None else flows(self.maps, 1.0, ())[0]
+        return self._full
+
+    def inverse(self) -> "_Tables":
+        return _Tables(self.transform, None, self.speed, source=self)
 
 
 class CPAB(Transform):
@@ -307,14 +524,14 @@ class CPAB(Transform):
     field space (e.g. 30 for ``(2, 4)``, 62 for ``(4, 4)`` with zero boundary).
 
     Options: ``tessellation=(nx, ny)``, ``zero_boundary``, ``volume_preservation``, ``n_steps``
-    and ``n_sub`` (integration steps, and sub-steps where a step crosses an edge; the error falls
-    as ``(n_steps * n_sub)^-2``, see the module docstring).
+    and ``n_sub`` (integration steps, default 3, and sub-steps where a step crosses an edge,
+    default 4; the error falls as ``(n_steps * n_sub)^-2``, see the module docstring).
     """
 
     name = "cpab"
 
     def __init__(self, tessellation=(2, 4), zero_boundary: bool = True, volume_preservation: bool = False,
-                 n_steps: int = 3, n_sub: int = 6):
+                 n_steps: int = 3, n_sub: int = 4):
         super().__init__()
         sizes = tuple(tessellation) if isinstance(tessellation, (tuple, list)) else (tessellation,)
         if len(sizes) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
@@ -332,6 +549,8 @@ class CPAB(Transform):
         # and copied once per device and dtype
         self._basis = torch.from_numpy(b.copy())
         self._basis_on: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._grid_cells: dict[tuple, tuple] = {}  # per pixel grid: its points, cells, distances, operator
+        self._shortcut = True  # points that provably stay in their cell take its full map (tests turn it off)
 
     def basis_for(self, theta: torch.Tensor) -> torch.Tensor:
         """The basis ``[6 n_cells, theta_dim]`` on ``theta``'s device and dtype."""
@@ -369,65 +588,120 @@ class CPAB(Transform):
         vx, vy = _apply(m, points[..., 0].reshape(-1), points[..., 1].reshape(-1))
         return torch.stack([vx, vy], dim=-1).view(b, p, 2)
 
-    def _step_maps(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows ``[B * n_cells, 6]`` of the exact flow of every cell over one sub-step
-        (``h / n_sub``) and one step (``h``), in cell units ``X = u * n``: there the cell lookup
-        needs no rescaling per step, ``dX/dt = S L S^-1 X + S b`` with ``S = diag(nx, ny)``."""
-        a = self.cell_maps(theta)
-        rx, ry = self.nx / self.ny, self.ny / self.nx
-        maps = torch.stack([a[..., 0, 0], a[..., 0, 1] * rx, a[..., 0, 2] * self.nx,
-                            a[..., 1, 0] * ry, a[..., 1, 1], a[..., 1, 2] * self.ny], dim=-1).view(-1, 6)
-        fine = expm_affine(maps / (self.n_steps * self.n_sub))
-        return fine, power(fine, self.n_sub)  # the same flow: expm(h A) = expm(h A / n_sub)^n_sub
+    def _cell_unit_basis(self, theta: torch.Tensor) -> torch.Tensor:
+        """The basis as ``[6, theta_dim, n_cells]`` on ``theta``'s device and dtype, each of the six
+        map entries scaled to cell units ``X = u * n`` (``dX/dt = S L S^-1 X + S b``,
+        ``S = diag(nx, ny)``): ``theta @ it`` is ``[6, B, n_cells]``, the cell-unit maps of every
+        image and cell as six contiguous rows."""
+        key = ("cell units", theta.device, theta.dtype)
+        if key not in self._basis_on:
+            scale = torch.tensor([1.0, self.nx / self.ny, self.nx, self.ny / self.nx, 1.0, self.ny],
+                                 dtype=torch.float64)
+            b = self._basis.view(self.n_cells, 6, -1).permute(1, 2, 0) * scale[:, None, None]
+            self._basis_on[key] = b.contiguous().to(device=theta.device, dtype=theta.dtype)
+        return self._basis_on[key]
 
-    def _tables(self, theta: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``(fine, coarse)`` step maps of ``T_theta`` or, for ``inverse``, of ``T_{-theta}``:
-        ``expm(-hA) = expm(hA)^{-1}`` in closed form, so both directions share one ``expm``."""
-        fine, coarse = self._step_maps(theta)
-        return (invert_rows(fine), invert_rows(coarse)) if inverse else (fine, coarse)
+    def _step_maps(self, theta: torch.Tensor) -> "_Tables":
+        """The per-cell maps of ``T_theta`` (computed on first use, see ``_Tables``), from the
+        cell-unit velocity maps ``[6, B * n_cells]`` (column ``image * n_cells + cell``): there the
+        cell lookup needs no rescaling per step."""
+        maps = torch.matmul(theta, self._cell_unit_basis(theta))  # [6, B, n_cells]
+        return _Tables(self, maps.view(6, -1), self._speed_bound(maps.detach()))
 
-    def _flow(self, points: torch.Tensor, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    def _speed_bound(self, maps: torch.Tensor) -> torch.Tensor:
+        """``[B * n_cells]``: the largest speed (cell units) of the field in every cell, slightly
+        enlarged against rounding. The field is affine in a cell, so its largest speed is at one
+        of the three vertices."""
+        key = ("vertices", maps.device, maps.dtype)
+        if key not in self._basis_on:
+            v = torch.from_numpy(triangles(self.nx, self.ny) * (self.nx, self.ny))  # [n_cells, 3, 2]
+            self._basis_on[key] = v.permute(2, 0, 1).to(device=maps.device, dtype=maps.dtype)
+        vx, vy = self._basis_on[key]  # [n_cells, 3] each
+        l00, l01, b0, l10, l11, b1 = (m[..., None] for m in maps)  # [B, n_cells, 1]
+        speed = torch.hypot(l00 * vx + l01 * vy + b0, l10 * vx + l11 * vy + b1).amax(-1)
+        return (speed * 1.001 + 1e-4).view(-1)
+
+    def _tables(self, theta: torch.Tensor, inverse: bool) -> "_Tables":
+        """The maps of ``T_theta`` or, for ``inverse``, of ``T_{-theta}``."""
+        tables = self._step_maps(theta)
+        return tables.inverse() if inverse else tables
+
+    def _displacement(self, points: torch.Tensor, tables, grid_key=None) -> torch.Tensor:
+        """``T(p) - p`` ``[B, P, 2]`` for the ``tables`` of ``_tables``; exactly 0 where the maps
+        are the identity. ``grid_key`` names a constant pixel grid (no gradient to the points):
+        its cell-unit coordinates, cells and distances are then computed once and cached."""
         b, p, _ = points.shape
-        offset = (torch.arange(b, device=points.device, dtype=points.dtype) * self.n_cells).repeat_interleave(p)
-        half = points.new_tensor([self.nx / 2, self.ny / 2])
-        start = ((points + 1) * half).reshape(-1, 2)
-        x, y = _Flow.apply(start[:, 0], start[:, 1], coarse.to(points.dtype).t().contiguous(),
-                           fine.to(points.dtype).t().contiguous(), offset, self.nx, self.ny, self.n_steps, self.n_sub)
+        cached = self._grid_cells.get(grid_key) if grid_key is not None else None
+        if cached is None:
+            # contiguous x and y rows: every elementwise pass of the integrator reads them densely
+            x0 = (points[..., 0].reshape(-1) + 1) * (self.nx / 2)
+            y0 = (points[..., 1].reshape(-1) + 1) * (self.ny / 2)
+            offset = (torch.arange(b, device=points.device, dtype=points.dtype) * self.n_cells).repeat_interleave(p)
+            xd, yd = x0.detach(), y0.detach()
+            cells = _cell(xd, yd, self.nx, self.ny, offset)
+            pattern = None
+            if grid_key is not None:  # the same grid in every image: its cells in the first one
+                pattern = (_grid_operator(cells[:p], xd[:p], yd[:p], self.n_cells), b)
+            cached = (x0, y0, offset, cells, _inner_distance(xd, yd, self.nx, self.ny), pattern)
+            if grid_key is not None:
+                if len(self._grid_cells) >= 8:
+                    self._grid_cells.pop(next(iter(self._grid_cells)))
+                self._grid_cells[grid_key] = cached
+        x0, y0, offset, cells, dist, pattern = cached
+        # points farther from their cell's boundary than its speed bound stay in it: whole-time map
+        n, walkers, fine = x0.shape[0], None, None
+        stay = dist > tables.speed.to(points.dtype).index_select(0, cells) if self._shortcut else None
+        n_stay = int(stay.sum()) if stay is not None else 0
+        if 2 * n_stay < n:
+            full = None
+        else:
+            full = tables.full().to(points.dtype)
+            if n_stay < n:
+                walkers = (~stay).nonzero().squeeze(1)
+        if full is None or walkers is not None:
+            fine, coarse = (t.to(points.dtype) for t in tables.walk())
+        else:
+            coarse = None
+        x, y = _Flow.apply(x0, y0, coarse, fine, full, offset, cells, walkers, self.nx, self.ny, self.n_steps,
+                           self.n_sub, pattern)
+        return torch.stack([(x - x0).mul_(2 / self.nx), (y - y0).mul_(2 / self.ny)], dim=-1).view(b, p, 2)
+
+    def _flow(self, points: torch.Tensor, tables) -> torch.Tensor:
         # p plus the displacement, so that theta = 0 returns p bit for bit
-        return points + (torch.stack([x, y], dim=-1) - start).view(b, p, 2) / half
+        return points + self._displacement(points, tables)
 
     def transform_points(self, points: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         self.check_theta(theta)
         if points.dim() != 3 or points.shape[0] != theta.shape[0] or points.shape[-1] != 2:
             raise ValueError(f"{self.name}: points must have shape [{theta.shape[0]}, P, 2], got {list(points.shape)}")
-        return self._flow(points, *self._tables(theta, inverse))
+        return self._flow(points, self._tables(theta, inverse))
 
     def prepare(self, theta: torch.Tensor):
         """``warp`` with ``theta`` bound: the basis projection and the ``expm`` of every cell are
         done once and shared by both directions (the inverse tables are their closed-form
         inverses), as are the pixel grids per image size. Equal to ``warp`` bit for bit."""
         self.check_theta(theta)
-        fine, coarse = self._step_maps(theta)
-        tables = {False: (fine, coarse)}
+        tables = {False: self._step_maps(theta)}
 
         def warp(images: torch.Tensor, inverse: bool = False) -> torch.Tensor:
             if inverse not in tables:
-                tables[inverse] = (invert_rows(fine), invert_rows(coarse))
-            return self._warp_with(images, theta, *tables[inverse])
+                tables[inverse] = tables[False].inverse()
+            return self._warp_with(images, theta, tables[inverse])
 
         return warp
 
-    def _warp_with(self, images: torch.Tensor, theta: torch.Tensor, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    def _warp_with(self, images: torch.Tensor, theta: torch.Tensor, tables) -> torch.Tensor:
         b, _, h, w = images.shape
         if b != theta.shape[0]:
             raise ValueError(f"{self.name}: images must have shape [{theta.shape[0]}, C, H, W], got {list(images.shape)}")
         grid = identity_grid(b, h, w, device=images.device, dtype=theta.dtype)
-        shift = self._flow(grid, fine, coarse) - grid  # exactly 0 at theta = 0
+        # the pixel grid and its cells are constants: computed once per size, device and dtype
+        shift = self._displacement(grid, tables, grid_key=(b, h, w, images.device, theta.dtype))  # 0 at theta = 0
         return displaced_sample(images, shift=shift.reshape(b, h, w, 2))
 
     def warp(self, images: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         self.check_theta(theta)
-        return self._warp_with(images, theta, *self._tables(theta, inverse))
+        return self._warp_with(images, theta, self._tables(theta, inverse))
 
     def extra_repr(self) -> str:
         return (f"tessellation=({self.nx}, {self.ny}), zero_boundary={self.zero_boundary}, "
