@@ -230,3 +230,17 @@ def test_scale_tables_reach_each_run_config():
     scale["table1"]["mnist"]["config"] = {"epochs": 0}
     with pytest.raises(VitaeError, match="run table1/mnist/vae/seed3: config key 'epochs' must be at least 1"):
         rep.table1_jobs(scale)
+
+
+def test_figures_are_redrawn_after_more_training(quick):
+    import os
+
+    run = quick / "runs" / "table1" / "mnist" / "vae" / "seed0"
+    drawn = run / "figures" / "reconstructions.png"
+    before = drawn.stat().st_mtime_ns
+    report.run_figures(run)  # drawn from the current checkpoint: left alone
+    assert drawn.stat().st_mtime_ns == before
+    later = drawn.stat().st_mtime + 10
+    os.utime(run / "checkpoint.pt", (later, later))  # as if training had continued
+    report.run_figures(run)
+    assert drawn.stat().st_mtime >= later - 10 and drawn.stat().st_mtime_ns != before

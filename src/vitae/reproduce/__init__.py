@@ -190,8 +190,9 @@ class Reproduction:
             started = time.perf_counter()
             text = getattr(self, f"_{name}")()
             command = self.command_prefix.format(target=name)
-            header = (f"## {report.TITLES[name]}\n\nMade by `{command}` in {time.perf_counter() - started:.0f} s "
-                      f"(scale `{self.scale['name']}`, `{self.scale['path']}`).\n\n")
+            header = (f"## {report.TITLES[name]}\n\nMade by `{command}` (scale file `{self.scale['path']}`); this "
+                      f"pass took {time.perf_counter() - started:.0f} s, not counting runs finished in earlier passes "
+                      "(each run's `log.csv` has its epoch times).\n\n")
             sections = self.out / "sections"
             sections.mkdir(exist_ok=True)
             report.write_atomically(sections / f"{name}.md", header + text)

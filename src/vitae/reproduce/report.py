@@ -182,13 +182,14 @@ def timing(tables: list[tuple[str, str, int, list[dict]]]) -> str:
 
 
 def run_figures(path: Path) -> None:
-    """Write a run's figures once (``vitae plot``), unless they are there."""
+    """Write a run's figures (``vitae plot``) unless they were drawn from its current checkpoint."""
     from vitae.plotting.figures import all_figures
     from vitae.training.trainer import Run, load_data, load_trained
 
     run = Run(path)
-    if (run.figures / "reconstructions.png").is_file():
-        return
+    drawn = run.figures / "reconstructions.png"
+    if drawn.is_file() and drawn.stat().st_mtime >= run.checkpoint.stat().st_mtime:
+        return  # drawn from the current checkpoint
     config, model, _ = load_trained(run, "cpu")
     dataset = load_data(config)
     all_figures(model, dataset.test.images, run.figures, run.log, seed=config.seed)
