@@ -4,9 +4,12 @@
     python docs/make_results_figures.py results      # writes docs/results/*.png
 """
 
-import shutil
 import sys
 from pathlib import Path
+
+from PIL import Image
+
+MAX_SIDE = 1400  # pixels: the faces' figures are 6000 wide at full size
 
 FIGURES = {
     "stability.png": "figures/stability.png",
@@ -16,7 +19,6 @@ FIGURES = {
     "bodies_cvitae_swap.png": "runs/table1/bodies/cvitae/seed0/figures/swap.png",
     "bodies_vae_reconstructions.png": "runs/table1/bodies/vae/seed0/figures/reconstructions.png",
     "bodies_cvitae_reconstructions.png": "runs/table1/bodies/cvitae/seed0/figures/reconstructions.png",
-    "faces_cvitae_reconstructions.png": "runs/faces/cvitae/seed0/figures/reconstructions.png",
     "faces_cvitae_swap.png": "runs/faces/cvitae/seed0/figures/swap.png",
 }
 
@@ -28,7 +30,9 @@ def main(out: str) -> None:
         path = Path(out) / source
         if not path.is_file():
             sys.exit(f"make_results_figures: {path} is missing; run `vitae reproduce all --scale medium --out {out}` first")
-        shutil.copyfile(path, target / name)
+        image = Image.open(path)
+        image.thumbnail((MAX_SIDE, MAX_SIDE))  # keeps the aspect ratio; never enlarges
+        image.save(target / name, optimize=True)
         print(f"written: {target / name}")
 
 

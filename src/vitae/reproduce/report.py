@@ -197,7 +197,7 @@ def run_figures(path: Path) -> None:
 
 FIGURE_KINDS = [("reconstructions", "reconstructions (Fig. 2, 5)"), ("samples", "prior samples (Fig. 3, 6)"),
                 ("traversals_latent", "traversals"), ("traversals_appearance", "traversals of z_A (Fig. 7)"),
-                ("traversals_perspective", "traversals of z_P (Fig. 7)")]
+                ("traversals_perspective", "traversals of z_P (Fig. 7)"), ("swap", "appearance of the left, perspective of the top")]
 
 
 def figures(scale: dict, jobs: list[Job], faces: list[Job], out: Path) -> str:
@@ -210,7 +210,7 @@ def figures(scale: dict, jobs: list[Job], faces: list[Job], out: Path) -> str:
         note = scale["figures"]["faces"].get("note", "")
         groups.append(("faces (conv model, CPAB [4,4])" + (f": {note.strip()}" if note else ""), faces))
     for title, group in groups:
-        lines += [f"### {title}\n", "| model | " + " | ".join(t for _, t in FIGURE_KINDS) + " |", "|---" * 6 + "|"]
+        lines += [f"### {title}\n", "| model | " + " | ".join(t for _, t in FIGURE_KINDS) + " |", "|---" * (len(FIGURE_KINDS) + 1) + "|"]
         for job in group:
             cells = []
             for kind, _ in FIGURE_KINDS:
