@@ -9,16 +9,14 @@ from pathlib import Path
 
 from PIL import Image
 
-MAX_SIDE = 1400  # pixels: the faces' figures are 6000 wide at full size
+MAX_SIDE = 900  # pixels: the faces' figures are 6000 wide at full size
 
 FIGURES = {
     "stability.png": "figures/stability.png",
     "mnist_cvitae_swap.png": "runs/table1/mnist/cvitae/seed0/figures/swap.png",
     "mnist_cvitae_traversals_perspective.png": "runs/table1/mnist/cvitae/seed0/figures/traversals_perspective.png",
-    "sprites_cvitae_swap.png": "runs/table1/sprites/cvitae/seed0/figures/swap.png",
+    "sprites_uvitae_swap.png": "runs/table1/sprites/uvitae/seed0/figures/swap.png",
     "bodies_cvitae_swap.png": "runs/table1/bodies/cvitae/seed0/figures/swap.png",
-    "bodies_vae_reconstructions.png": "runs/table1/bodies/vae/seed0/figures/reconstructions.png",
-    "bodies_cvitae_reconstructions.png": "runs/table1/bodies/cvitae/seed0/figures/reconstructions.png",
     "faces_cvitae_swap.png": "runs/faces/cvitae/seed0/figures/swap.png",
 }
 
