@@ -186,8 +186,9 @@ def compose(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
                         a10 * b00 + a11 * b10, a10 * b01 + a11 * b11, a10 * b02 + a11 * b12 + a12], dim=-1)
 
 
-def power(a: torch.Tensor, k: int) -> torch.Tensor:
-    """Rows of the affine map ``a`` composed ``k >= 1`` times, by repeated squaring."""
+def power(a, k: int, compose=compose):
+    """The map ``a`` composed ``k >= 1`` times with itself, by repeated squaring: rows ``[..., 6]``
+    of an affine map, or any other form of map given with its ``compose``."""
     result = None
     while k:
         if k & 1:
@@ -262,19 +263,9 @@ def flows(a: torch.Tensor, t: float, powers: tuple[int, ...], order: int | None 
     for _ in range(squarings):
         fine = compose(fine, fine)
 
-    def power(m, k):  # binary powering
-        result = None
-        while k:
-            if k & 1:
-                result = m if result is None else compose(result, m)
-            k >>= 1
-            if k:
-                m = compose(m, m)
-        return result
-
     out = [fine]
     for k in powers:
-        out.append(power(out[-1], k))
+        out.append(power(out[-1], k, compose=compose))  # of these (c, d, e) maps
 
     def rows(c, d, e0, e1):
         dn = d * n00
