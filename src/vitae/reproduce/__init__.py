@@ -32,7 +32,6 @@ divergence (a missing value), and nothing finished is trained or evaluated again
 from __future__ import annotations
 
 import json
-import platform
 import time
 import tomllib
 from importlib import resources
@@ -78,10 +77,6 @@ def load_scale(scale: str) -> dict:
     if missing:
         raise VitaeError(f"scale file {path} lacks the tables [{'], ['.join(missing)}]")
     return values
-
-
-def _section(scale: dict, target: str) -> dict:
-    return scale[target]
 
 
 def table1_jobs(scale: dict, device: str | None = None, seeds=None) -> list[Job]:
@@ -226,7 +221,7 @@ class Reproduction:
 
     def _figures(self) -> str:
         seed = self.scale["figures"].get("seed", self.scale["table1"]["seeds"][0])
-        jobs = [job for job in table1_jobs(self.scale, self.device, seeds=[seed])]
+        jobs = table1_jobs(self.scale, self.device, seeds=[seed])
         for job in jobs:  # the figures need the trained runs, not their evaluation
             job.evaluate = False
         faces = faces_jobs(self.scale, self.device, self.celeba)
@@ -252,10 +247,6 @@ def reproduce(target: str, scale: str, out: str | Path, **kwargs) -> Path:
     if target != "all" and target not in TARGETS:
         raise VitaeError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)} or all")
     return Reproduction(scale, out, **kwargs).run(target)
-
-
-def machine() -> str:
-    return f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 __all__ = ["FORMAT", "SCALES", "TARGETS", "Reproduction", "load_scale", "reproduce"]

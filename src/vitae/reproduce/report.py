@@ -21,7 +21,6 @@ TITLES = {"table1": "Table 1: likelihood and disentanglement", "stability": "Sta
 TABLE1_COLUMNS = [("test_elbo", "ELBO", 1), ("test_log_px", "log p(x)", 1), ("d_score", "D_score", 3),
                   ("dci_completeness", "DCI compl.", 3), ("dci_informativeness", "DCI inform.", 3), ("mig", "MIG", 3),
                   ("factorvae_score", "FactorVAE", 3), ("sap", "SAP", 3)]
-HIGHER_IS_BETTER = {key for key, _, _ in TABLE1_COLUMNS}  # every column: ELBOs are negative
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -54,7 +53,7 @@ def _paper(value: float, digits: int) -> str:
 def table1(scale: dict, jobs: list[Job], out: Path) -> str:
     section = scale["table1"]
     seeds = section["seeds"]
-    lines = [f"Each cell is the mean ± standard deviation over the seeds (one value: one seed); the paper's "
+    lines = ["Each cell is the mean ± standard deviation over the seeds (one value: one seed); the paper's "
              "number follows in brackets. ELBO and log p(x) are nats per test image (log p(x): importance-weighted, "
              "KL weight 1); the best mean of each column is in bold. `-`: not computed (the data set has no known "
              "factors) or every seed diverged.\n"]
