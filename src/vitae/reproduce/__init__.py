@@ -49,6 +49,11 @@ SCALES = ("quick", "medium", "paper")
 FORMAT = 1  # of DIR/reproduce.json and the layout under DIR; a change makes old folders an error
 
 
+def check_target(target: str) -> None:
+    if target != "all" and target not in TARGETS:
+        raise VitaeError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)} or all")
+
+
 def config_file(name: str) -> Path:
     """A shipped config file, by file name."""
     path = Path(str(resources.files("vitae") / "configs" / name))
@@ -178,9 +183,8 @@ class Reproduction:
 
     def run(self, target: str) -> Path:
         """Make ``target`` (or ``all``) and rewrite ``DIR/report.md``; returns its path."""
+        check_target(target)
         targets = TARGETS if target == "all" else (target,)
-        if target != "all" and target not in TARGETS:
-            raise VitaeError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)} or all")
         for name in targets:
             started = time.perf_counter()
             text = getattr(self, f"_{name}")()
@@ -244,8 +248,7 @@ class Reproduction:
 
 def reproduce(target: str, scale: str, out: str | Path, **kwargs) -> Path:
     """Make ``target`` at ``scale`` in ``out``; see the module. Returns the report's path."""
-    if target != "all" and target not in TARGETS:
-        raise VitaeError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)} or all")
+    check_target(target)  # before the folder is made
     return Reproduction(scale, out, **kwargs).run(target)
 
 

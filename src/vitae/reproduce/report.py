@@ -64,9 +64,9 @@ def table1(scale: dict, jobs: list[Job], out: Path) -> str:
         note = f"Seeds {setting.get('seeds', seeds)}. " + setting.get("note", "").strip()
         lines.append(note + "\n")
         by_model = {model: [j for j in jobs if j.name.startswith(f"table1/{data}/{model}/")] for model in section["models"]}
+        finished_of = {model: [j.metrics for j in runs if j.status == "finished"] for model, runs in by_model.items()}
         means: dict[str, dict[str, float]] = {}
-        for model, runs in by_model.items():
-            finished = [j.metrics for j in runs if j.status == "finished"]
+        for model, finished in finished_of.items():
             means[model] = {key: float(np.mean([m[key] for m in finished])) for key, _, _ in TABLE1_COLUMNS
                             if finished and all(key in m for m in finished)}
         best = {key: max((m[key], model) for model, m in means.items() if key in m)[1]
@@ -74,7 +74,7 @@ def table1(scale: dict, jobs: list[Job], out: Path) -> str:
         lines.append("| model | " + " | ".join(title for _, title, _ in TABLE1_COLUMNS) + " | diverged |")
         lines.append("|---" * (len(TABLE1_COLUMNS) + 2) + "|")
         for model, runs in by_model.items():
-            finished = [j.metrics for j in runs if j.status == "finished"]
+            finished = finished_of[model]
             cells = []
             for index, (key, _, digits) in enumerate(TABLE1_COLUMNS):
                 text = mean_spread([m[key] for m in finished if key in m], digits)
@@ -131,8 +131,8 @@ def stability(scale: dict, jobs: list[Job], out: Path) -> str:
         final[transform] = {}
         for lr in lrs:
             runs = [j for j in jobs if j.name.startswith(f"stability/{transform}/lr{lr:g}/")]
-            values = [read_log(out / "runs" / j.name / "log.csv")[-1]["test_elbo"] for j in runs
-                      if j.status == "finished" and read_log(out / "runs" / j.name / "log.csv")]
+            logs = [read_log(out / "runs" / j.name / "log.csv") for j in runs if j.status == "finished"]
+            values = [log[-1]["test_elbo"] for log in logs if log]
             final[transform][lr] = values
             diverged = [j for j in runs if j.status == "diverged"]
             text = mean_spread(values, 1)

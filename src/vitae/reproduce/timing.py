@@ -94,7 +94,6 @@ def time_epoch(model, optimizer, images: torch.Tensor, batch_size: int, device: 
     return time.perf_counter() - t0
 
 
-
 def table(architecture: str = "mnist_mlp", *, batch_size: int | None = None, repeats: int = 30,
           device: str | torch.device = "cpu", only: list[str] | None = None, warmup: int = 5) -> list[dict]:
     """One dict per row of Table 5: ``label``, ``forward``, ``backward``, ``step`` (seconds) and
