@@ -50,13 +50,16 @@ def cmd_evaluate(args) -> None:
 
 def cmd_plot(args) -> None:
     from vitae.plotting.figures import all_figures
+    from vitae.training import lock
     from vitae.training.trainer import Run, load_data, load_trained
 
     run = Run(Path(args.run))
-    config, model, _ = load_trained(run, args.device)
-    dataset = load_data(config)
-    for path in all_figures(model, dataset.test.images, run.figures, run.log, seed=config.seed):
-        print(f"written: {path}")
+    run.require()
+    with lock.exclusive(run.path):
+        config, model, _ = load_trained(run, args.device)
+        dataset = load_data(config)
+        for path in all_figures(model, dataset.test.images, run.figures, run.log, seed=config.seed):
+            print(f"written: {path}")
 
 
 def cmd_reproduce(args) -> None:

@@ -7,3 +7,7 @@ class VitaeError(Exception):
 
 class DivergedError(VitaeError):
     """Training produced a non-finite loss; the run records it and stops."""
+
+
+class BusyError(VitaeError):
+    """Another process holds the run folder's lock."""

@@ -3,7 +3,7 @@ whose relation to the factors is known."""
 
 import numpy as np
 import pytest
-from toy_factors import REPRESENTATIONS, noise_fn, toy  # noqa: F401 (toy is a fixture)
+from toy_factors import REPRESENTATIONS, ToyData, noise_fn, toy  # noqa: F401 (toy is a fixture)
 
 from vitae.errors import VitaeError
 from vitae.metrics import dci
@@ -71,3 +71,52 @@ def test_nan_representation_is_refused(toy):
 def test_too_few_samples_is_refused(toy):
     with pytest.raises(VitaeError, match="at least 10 samples"):
         dci.compute(toy, REPRESENTATIONS["identity"], num_train=5, num_test=5)
+
+
+def disentanglement_lib_d_score(x_train, y_train):
+    """disentanglement_lib's DCI disentanglement written out independently: one default
+    GradientBoostingClassifier per factor, |feature_importances_| as the importance matrix
+    [codes, factors], per code 1 - entropy(row + 1e-11, base K) (scipy), weighted by its share."""
+    from scipy.stats import entropy
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    k = y_train.shape[1]
+    r = np.stack([np.abs(GradientBoostingClassifier(random_state=0).fit(x_train, y_train[:, j]).feature_importances_)
+                  for j in range(k)], axis=1)
+    per_code = 1 - entropy(r.T + 1e-11, base=k)
+    return float(np.sum(per_code * r.sum(axis=1) / r.sum()))
+
+
+def test_the_default_d_score_is_disentanglement_libs(toy):
+    rng = np.random.default_rng(1)
+    factors = toy.sample_factors(800, rng)
+    y = toy.codes(factors)
+    x = REPRESENTATIONS["mixed"](toy.render(factors, rng)) + rng.normal(scale=0.3, size=(800, 3))
+    ours = dci.dci(x[:600], y[:600], x[600:], y[600:], [f.categorical for f in toy.factors])
+    assert ours["d_score"] == pytest.approx(disentanglement_lib_d_score(x[:600], y[:600]), abs=1e-9)
+
+
+def test_the_regressor_is_a_named_option_fitting_ordinal_factors_by_regression():
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 5, size=(500, 2))
+    x = y @ np.array([[1.0, 0.4], [0.3, 1.0]]) + rng.normal(scale=0.8, size=(500, 2))
+    importance, _ = dci.importance_matrix(x[:400], y[:400], x[400:], y[400:], [True, False], estimator="regressor", n_jobs=1)
+    by_hand = np.stack([GradientBoostingClassifier(random_state=0).fit(x[:400], y[:400, 0]).feature_importances_,
+                        GradientBoostingRegressor(random_state=0).fit(x[:400], y[:400, 1] + 0.0).feature_importances_], axis=1)
+    np.testing.assert_allclose(importance, by_hand, rtol=0, atol=1e-12)
+    default, _ = dci.importance_matrix(x[:400], y[:400], x[400:], y[400:], [True, False], n_jobs=1)
+    assert not np.allclose(default[:, 1], by_hand[:, 1], atol=1e-3)  # the default classifies factor 1 too
+    with pytest.raises(VitaeError, match="unknown DCI estimator 'gbr'"):
+        dci.compute(ToyData(), REPRESENTATIONS["mixed"], estimator="gbr", **SIZES)
+
+
+def test_parallel_fitting_gives_the_sequential_result():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 4, size=(400, 3))
+    x = y + rng.normal(scale=0.5, size=y.shape)
+    one = dci.importance_matrix(x[:300], y[:300], x[300:], y[300:], [True, False, False], n_jobs=1)
+    two = dci.importance_matrix(x[:300], y[:300], x[300:], y[300:], [True, False, False], n_jobs=2)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])

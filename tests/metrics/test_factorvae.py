@@ -53,5 +53,5 @@ def test_compute_all_returns_the_six_keys_and_is_reproducible(toy):
     assert set(first) == {"d_score", "dci_completeness", "dci_informativeness", "mig", "factorvae_score", "sap"}
     assert all(isinstance(v, float) for v in first.values())
     assert disentanglement.compute_all(toy, REPRESENTATIONS["identity"], seed=3, **sizes) == first
-    with pytest.raises(VitaeError, match="unknown metric sizes"):
+    with pytest.raises(VitaeError, match="unknown metric_options"):
         disentanglement.compute_all(toy, REPRESENTATIONS["identity"], num_samples=3)

@@ -2,7 +2,9 @@
 
 Convention: images are float32 ``[N, C, H, W]`` with pixels in ``[0, 1]``; labels (optional) are
 ``[N]`` int64; ``factors`` (optional, for data with known generating factors) are ``[N, K]``
-float. Data sets know nothing of models.
+float. A training split may carry an ``augment`` (``draw(n, generator)`` of one epoch's
+parameters, ``warp(images, params)`` of a batch with its rows): the trainer then shows every image
+under a fresh draw each epoch. Data sets know nothing of models.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ class Split:
     images: torch.Tensor
     labels: torch.Tensor | None = None
     factors: torch.Tensor | None = None
+    augment: object | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def to(self, device) -> "Split":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Split(move(self.images), move(self.labels), move(self.factors))
+        return Split(move(self.images), move(self.labels), move(self.factors), self.augment)
 
 
 @dataclass

@@ -6,6 +6,11 @@ Two sources, nothing downloaded at run time:
   standard 60,000 training images;
 * ``root``: a folder with the standard IDX files (``train-images-idx3-ubyte`` etc., optionally
   gzipped, as in torchvision's ``MNIST/raw``), scaled by 1/255.
+
+``random_affine = {degrees = 20, translate = [0.1, 0.1]}`` is the authors' protocol
+(``vitae.data.random_affine``): every training image under a fresh random affine warp each
+epoch, the test images under one fixed warp each, and known factors (digit, rotation, shifts)
+for the disentanglement metrics.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vitae.data import random_affine as random_affine_module
 from vitae.data.base import Dataset, Split, shipped_file
 from vitae.errors import VitaeError
 
@@ -93,16 +99,33 @@ def load_idx_folder(root: str | Path) -> Dataset:
     return Dataset("mnist", split("train"), split("test"))
 
 
-def load(root: str | Path | None = None, *, n_train: int | None = None, n_test: int | None = None) -> Dataset:
+def load(root: str | Path | None = None, *, n_train: int | None = None, n_test: int | None = None,
+         random_affine: dict | None = None) -> Dataset:
     """MNIST from ``root`` (IDX files) when given, else from the shipped package; ``n_train`` and
-    ``n_test`` keep the first images of each split (quick runs)."""
+    ``n_test`` keep the first images of each split (quick runs); ``random_affine`` (see the
+    module) warps them."""
     for name, n in (("n_train", n_train), ("n_test", n_test)):
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise VitaeError(f"data_options.{name} must be a positive whole number, got {n!r}")
+    warps = None if random_affine is None else random_affine_module.check_options(random_affine)
     full = load_idx_folder(root) if root else load_shipped()
-    if n_train is None and n_test is None:
-        return full
-    return Dataset(full.name, _first(full.train, n_train), _first(full.test, n_test))
+    data = full if n_train is None and n_test is None else \
+        Dataset(full.name, _first(full.train, n_train), _first(full.test, n_test))
+    if warps is None:
+        return data
+    augment = random_affine_module.RandomAffine(data.image_shape, **warps)
+    test = augment.warp_split(data.test, torch.Generator().manual_seed(random_affine_module.TEST_SEED))
+    truth = random_affine_module.RandomAffineMnist(data.test, **warps)
+    return Dataset(data.name, Split(data.train.images, data.train.labels, augment=augment), test, truth.factor_names)
+
+
+def ground_truth(root: str | Path | None = None, *, n_train: int | None = None, n_test: int | None = None,
+                 random_affine: dict | None = None):
+    """With ``random_affine``, the known factors of the warped test digits; plain MNIST has none."""
+    if random_affine is None:
+        return None
+    data = load(root, n_train=n_train, n_test=n_test)
+    return random_affine_module.RandomAffineMnist(data.test, **random_affine_module.check_options(random_affine))
 
 
 def _first(split: Split, n: int | None) -> Split:

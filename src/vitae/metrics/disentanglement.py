@@ -5,6 +5,9 @@ DCI, MIG and SAP are computed on one shared pair of i.i.d. samples (``num_train`
 ``num_test`` for testing; MIG uses the training part), which renders and encodes each image once
 instead of three times; FactorVAE draws its own batches. Each part gets its own seed, derived from
 ``seed``, so results are reproducible.
+
+``dci_estimator`` chooses DCI's per-factor models: ``"classifier"`` (the default,
+disentanglement_lib's, what the paper's D_score is) or ``"regressor"`` (see ``vitae.metrics.dci``).
 """
 
 from __future__ import annotations
@@ -20,15 +23,22 @@ DEFAULT_SIZES = dict(num_train=10_000, num_test=5_000, num_bins=20, batch_size=1
                      factorvae_num_train=500, factorvae_num_eval=500, factorvae_num_variance_estimate=10_000)
 
 
-def compute_all(ground_truth, representation_fn, *, seed: int = 0, **sizes) -> dict[str, float]:
+def check_options(**options) -> None:
+    """Refuse an unknown metric option or DCI estimator (before any image is rendered or encoded)."""
+    unknown = set(options) - set(DEFAULT_SIZES) - {"dci_estimator"}
+    if unknown:
+        raise VitaeError(f"unknown metric_options {sorted(unknown)}; choose from {sorted([*DEFAULT_SIZES, 'dci_estimator'])}")
+    dci.check_estimator(options.get("dci_estimator", "classifier"))
+
+
+def compute_all(ground_truth, representation_fn, *, seed: int = 0, dci_estimator: str = "classifier",
+                **sizes) -> dict[str, float]:
     """``{d_score, dci_completeness, dci_informativeness, mig, factorvae_score, sap}`` as floats.
 
     ``sizes`` override ``DEFAULT_SIZES`` (disentanglement_lib's sample sizes, except FactorVAE's
     vote counts; see ``vitae.metrics.factorvae``).
     """
-    unknown = set(sizes) - set(DEFAULT_SIZES)
-    if unknown:
-        raise VitaeError(f"unknown metric sizes {sorted(unknown)}; choose from {sorted(DEFAULT_SIZES)}")
+    check_options(dci_estimator=dci_estimator, **sizes)
     s = {**DEFAULT_SIZES, **sizes}
     require(s["num_train"], 10, "the disentanglement metrics' training set")
     require(s["num_test"], 1, "the disentanglement metrics' test set")
@@ -36,7 +46,7 @@ def compute_all(ground_truth, representation_fn, *, seed: int = 0, **sizes) -> d
     y_train, x_train = sample(ground_truth, representation_fn, s["num_train"], shared, batch_size=s["batch_size"])
     y_test, x_test = sample(ground_truth, representation_fn, s["num_test"], shared, batch_size=s["batch_size"])
     categorical = [f.categorical for f in ground_truth.factors]
-    result = dci.dci(x_train, y_train, x_test, y_test, categorical, seed=seed)
+    result = dci.dci(x_train, y_train, x_test, y_test, categorical, estimator=dci_estimator, seed=seed)
     result["mig"] = mig.mig(x_train, y_train, num_bins=s["num_bins"])
     result["factorvae_score"] = factorvae.compute(
         ground_truth, representation_fn, seed=int(votes.integers(2**31)), batch_size=s["factorvae_batch_size"],

@@ -45,7 +45,7 @@ from vitae.reproduce import report
 from vitae.reproduce.jobs import Job, apply, cached, ensure
 
 TARGETS = ("table1", "stability", "timing", "figures")
-SCALES = ("quick", "medium", "paper")
+SCALES = ("quick", "medium", "long", "paper")
 FORMAT = 1  # of DIR/reproduce.json and the layout under DIR; a change makes old folders an error
 
 
@@ -176,9 +176,14 @@ class Reproduction:
         return self._truths[key]
 
     def run_jobs(self, jobs: list[Job]) -> list[Job]:
-        for i, job in enumerate(jobs, 1):
-            self.log(f"[{i}/{len(jobs)}] {job.name}")
-            ensure(job, self.out, progress=self.progress, truth=self.truth(job) if job.evaluate else None, log=self.log)
+        """Every job, skipping those another ``vitae reproduce`` on DIR holds; then wait for
+        those, so that the report has them all."""
+        for wait in (False, True):
+            pending = [job for job in jobs if job.status in ("pending", "busy")]
+            for i, job in enumerate(pending, 1):
+                self.log(f"[{i}/{len(pending)}] {job.name}" + (" (waiting for the other process)" if wait else ""))
+                ensure(job, self.out, progress=self.progress, truth=self.truth(job) if job.evaluate else None,
+                       log=self.log, wait=wait)
         return jobs
 
     def run(self, target: str) -> Path:

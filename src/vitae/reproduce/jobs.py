@@ -18,8 +18,8 @@ import numpy as np
 
 from vitae import config as config_module
 from vitae.config import Config
-from vitae.errors import DivergedError, VitaeError
-from vitae.training import checkpoint
+from vitae.errors import BusyError, DivergedError, VitaeError
+from vitae.training import checkpoint, lock
 from vitae.training.trainer import RESUMABLE_KEYS, Run
 
 
@@ -58,7 +58,7 @@ class Job:
     config: Config
     evaluate: bool = True
     eval_limit: int | None = None
-    status: str = "pending"  # pending, finished, diverged
+    status: str = "pending"  # pending, finished, diverged, busy (another process holds it)
     metrics: dict = field(default_factory=dict)
 
     def command(self, out: Path) -> str:
@@ -80,12 +80,24 @@ def _stored_config(run: Run) -> Config:
                          "move it away or use another --out") from None
 
 
-def ensure(job: Job, out: Path, *, progress: bool = False, truth=None, log=print) -> Job:
-    """Bring ``job`` to finished (trained, and evaluated when ``job.evaluate``); see the module."""
+def ensure(job: Job, out: Path, *, progress: bool = False, truth=None, log=print, wait: bool = False) -> Job:
+    """Bring ``job`` to finished (trained, and evaluated when ``job.evaluate``); see the module.
+    A run that another process holds (a second ``vitae reproduce`` on the same folder) is left to
+    it: ``job.status`` is then ``"busy"``; with ``wait``, the call waits for that process instead."""
+    run = Run(out / "runs" / job.name)
+    try:
+        with lock.exclusive(run.path, create=True, wait=wait):  # another reproduce on DIR skips this run
+            return _ensure(job, run, progress, truth, log)
+    except BusyError:
+        log(f"{job.name}: another process is on it; skipped")
+        job.status = "busy"
+        return job
+
+
+def _ensure(job: Job, run: Run, progress: bool, truth, log) -> Job:
     from vitae.training.evaluate import evaluate
     from vitae.training.trainer import train
 
-    run = Run(out / "runs" / job.name)
     config = job.config
     if run.config.is_file() and not run.checkpoint.is_file():
         run.config.unlink()  # killed between writing the config and the first checkpoint: nothing was trained

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from vitae import data as data_module
 from vitae.errors import VitaeError
 from vitae.metrics.log_likelihood import dataset_log_px
+from vitae.training import lock
 from vitae.training.trainer import Run, evaluate_elbo, load_data, load_trained
 
 
@@ -30,7 +31,16 @@ def evaluate(out: str | Path, *, samples: int | None = None, limit: int | None =
     """Evaluate the run in ``out`` on its test set (the first ``limit`` images when given).
     ``truth`` replaces the generator of the metrics' factors (e.g. one that caches its renders)."""
     run = Run(Path(out))
+    run.require()
+    with lock.exclusive(run.path):  # one writer per run folder
+        return _evaluate(run, samples, limit, device, progress, truth)
+
+
+def _evaluate(run: Run, samples, limit, device, progress, truth) -> dict:
+    from vitae.metrics.disentanglement import check_options
+
     config, model, state = load_trained(run, device)
+    check_options(**config.metric_options)  # a misspelled option is an error now, not after log p(x)
     dev = next(model.parameters()).device
     samples = samples or config.eval_samples
     dataset = load_data(config)
@@ -77,4 +87,5 @@ def disentanglement(config, model, truth=None, image_shape=None) -> dict:
                   for i in range(0, len(images), config.eval_batch_size)]
         return torch.cat(chunks).numpy()
 
-    return compute_all(truth, representation, seed=config.seed, **config.metric_options)
+    scores = compute_all(truth, representation, seed=config.seed, **config.metric_options)
+    return {**scores, "dci_estimator": config.metric_options.get("dci_estimator", "classifier")}

@@ -29,7 +29,7 @@ from vitae import data as data_module
 from vitae import models
 from vitae.config import Config
 from vitae.errors import DivergedError, VitaeError
-from vitae.training import checkpoint, distributed
+from vitae.training import checkpoint, distributed, lock
 
 RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "amp", "eval_batch_size", "eval_samples", "metric_options",
                   "metric_data"}
@@ -268,12 +268,21 @@ def train(config: Config | None, out: str | Path, *, resume: bool = False, progr
     """Train ``config`` into the folder ``out`` (or continue the run there with ``resume``); with
     several processes under torchrun, as one of them."""
     with distributed.process_group():
-        return _train(config, Run(Path(out)), resume, progress)
+        run = Run(Path(out))
+        if not distributed.is_main():
+            return _train(config, run, resume, progress)
+        if resume:
+            run.require()
+        with lock.exclusive(run.path, create=not resume):  # one writer per run folder
+            return _train(config, run, resume, progress)
 
 
 def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run:
     # rank 0 reads the run folder and every process gets what it read (no shared file system needed)
     config, state = distributed.from_main(lambda: _open_run(run, config, resume))
+    from vitae.metrics.disentanglement import check_options
+
+    check_options(**config.metric_options)  # found now, not when the trained run is evaluated
     distributed.check_batch_size(config.batch_size)
     main, processes = distributed.is_main(), distributed.world_size()
     device = training_device(config.device)
@@ -297,6 +306,7 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
         config_module.save_json(config, run.config)
     network = distributed.wrap(model, device)  # after loading: DDP starts from rank 0's parameters
     train_x, test_x = dataset.train.images.to(device), dataset.test.images.to(device)
+    augment = dataset.train.augment
 
     def save(epoch: int) -> None:
         rng = _rng_state(generator)  # on every process: it gathers each one's noise state
@@ -319,8 +329,12 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
         network.train()
         started, sums, count = time.perf_counter(), {}, 0
         batches = data_module.batches(len(train_x), config.batch_size, generator=generator)
+        # a fresh warp per image this epoch, drawn whole from the shared generator: every process
+        # and every resume sees the same ones
+        warps = augment.draw(len(train_x), generator) if augment is not None else None
         for step, idx in enumerate(distributed.local_batches(batches)):
-            out = network(train_x[idx], kl_weight=w)
+            x = train_x[idx] if warps is None else augment.warp(train_x[idx], warps[idx])
+            out = network(x, kl_weight=w)
             loss = distributed.mean_over_processes(out.loss.detach())  # the global batch's loss
             if not torch.isfinite(loss):
                 _diverged(run, epoch, step, loss.item())
