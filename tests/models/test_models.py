@@ -208,3 +208,22 @@ def test_log_px_chunks_shrink_with_the_image_size():
     assert chunk_images(torch.zeros(3, 1, 100, 50), None) * 5000 <= PIXELS_PER_CHUNK
     assert chunk_images(torch.zeros(3, 1, 400, 200), None) == PIXELS_PER_CHUNK // 80_000
     assert chunk_images(torch.zeros(3, 1, 28, 28), 30) == 30
+
+
+@pytest.mark.parametrize("name", [*NAMES, "beta_tcvae", "dip_vae"])
+def test_log_weights_encode_once_yet_equal_the_weights_of_repeated_images(name):
+    """Encoding each image once and repeating its posterior gives, for the same noise, the
+    importance weights of the definition: the whole inference run on K copies of every image."""
+    from vitae.models.distributions import standard_normal_log_prob
+
+    model = models.create(name, SHAPE, dataset_size=1000).eval()
+    x, k = images(6), 5
+    torch.manual_seed(3)
+    fast = model.log_weights(x, k)
+    torch.manual_seed(3)
+    repeated = x.repeat(k, 1, 1, 1)
+    inference = model.infer(repeated, sample=True)
+    reference = model.likelihood.log_prob(repeated, inference.params)
+    for group, q in inference.posteriors.items():
+        reference = reference + standard_normal_log_prob(inference.z[group]) - q.log_prob(inference.z[group])
+    torch.testing.assert_close(fast, reference.view(k, 6), rtol=1e-5, atol=1e-3)

@@ -1,10 +1,13 @@
 """The interface every generative model shares, and the ELBO / importance weights built on it.
 
 A model names its latent groups (``("z",)`` for a VAE, ``("z_A", "z_P")`` for VITAE) and
-implements ``infer(x, sample)``: the posteriors ``q(. | x)``, one latent value per group (a
+implements ``infer(x, sample, repeats)``: the posteriors ``q(. | x)``, one latent value per group (a
 sample, or the posterior mean when ``sample=False``) and the likelihood's parameter images
 ``p(x | z)`` it decodes to (the mean image, and a variance image where the likelihood learns one;
-see ``vitae.models.likelihoods``), and ``decode_params(z)``. Everything else follows here:
+see ``vitae.models.likelihoods``), and ``decode_params(z)``. With ``repeats = K`` it draws ``K``
+samples per image, sample-major (``[K*B]``, the order of ``x.repeat(K, ...)``): an encoder that
+reads ``x`` alone runs once and its posterior is repeated, which is what makes the importance
+weights cheap. Everything else follows here:
 
 * ``forward(x, kl_weight)`` -> ``ModelOutput``: the ELBO per image with its terms (reconstruction
   ``E_q[log p(x|z)]``, one KL per latent group, in closed form) and the training loss
@@ -25,6 +28,11 @@ import torch
 from torch import nn
 
 from vitae.models.distributions import DiagonalGaussian, standard_normal_log_prob
+
+
+def repeat(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` copies of the batch ``x``, sample-major: ``[n*B, ...]``."""
+    return x if n == 1 else x.repeat(n, *([1] * (x.dim() - 1)))
 
 
 @dataclass
@@ -59,7 +67,7 @@ class GenerativeModel(nn.Module):
         self.beta = beta
 
     # -- what a subclass provides -------------------------------------------------------------
-    def infer(self, x: torch.Tensor, sample: bool = True) -> Inference:
+    def infer(self, x: torch.Tensor, sample: bool = True, repeats: int = 1) -> Inference:
         raise NotImplementedError
 
     def decode_params(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -89,9 +97,8 @@ class GenerativeModel(nn.Module):
     def log_weights(self, x: torch.Tensor, n_samples: int) -> torch.Tensor:
         """``[n_samples, B]`` importance log-weights ``log p(x, z) - log q(z | x)``."""
         batch = x.shape[0]
-        repeated = x.repeat(n_samples, *([1] * (x.dim() - 1)))
-        inference = self.infer(repeated, sample=True)
-        log_w = self.likelihood.log_prob(repeated, inference.params)
+        inference = self.infer(x, sample=True, repeats=n_samples)
+        log_w = self.likelihood.log_prob(repeat(x, n_samples), inference.params)
         for name, q in inference.posteriors.items():
             z = inference.z[name]
             log_w = log_w + standard_normal_log_prob(z) - q.log_prob(z)

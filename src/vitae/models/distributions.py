@@ -23,6 +23,10 @@ class DiagonalGaussian:
     mean: torch.Tensor
     var: torch.Tensor
 
+    def repeat(self, n: int) -> "DiagonalGaussian":
+        """The same distribution for ``n`` copies of the batch, sample-major (as ``x.repeat(n, ...)``)."""
+        return self if n == 1 else DiagonalGaussian(self.mean.repeat(n, 1), self.var.repeat(n, 1))
+
     def rsample(self) -> torch.Tensor:
         return self.mean + self.var.sqrt() * torch.randn_like(self.mean)
 

@@ -18,8 +18,8 @@ class VAE(GenerativeModel):
         channels, height, width = image_shape
         self.decoder = architecture.decoder(latent_dim, (likelihood.out_channels(channels), height, width))
 
-    def infer(self, x: torch.Tensor, sample: bool = True) -> Inference:
-        q = self.encoder(x)
+    def infer(self, x: torch.Tensor, sample: bool = True, repeats: int = 1) -> Inference:
+        q = self.encoder(x).repeat(repeats)
         z = q.rsample() if sample else q.mean
         return Inference({"z": q}, {"z": z}, self.decode_params({"z": z}))
 

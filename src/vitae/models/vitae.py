@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vitae.models.base import GenerativeModel, Inference
+from vitae.models.base import GenerativeModel, Inference, repeat
 from vitae.models.networks import Architecture, mlp
 from vitae.transforms import Transform
 
@@ -72,12 +72,15 @@ class UVITAE(GenerativeModel):
         """``xbar = g_A(z_A)``: the likelihood's parameter images in the canonical perspective."""
         return self.likelihood.params(self.appearance_decoder(z_a))
 
-    def infer(self, x: torch.Tensor, sample: bool = True) -> Inference:
+    def infer(self, x: torch.Tensor, sample: bool = True, repeats: int = 1) -> Inference:
         draw = (lambda q: q.rsample()) if sample else (lambda q: q.mean)
-        q_p = self.perspective_encoder(x)
+        q_p = self.perspective_encoder(x).repeat(repeats)
         z_p = draw(q_p)
         warp = self.transform.prepare(self.perspective_decoder(z_p))  # T_gamma, both directions
-        q_a = self.appearance_encoder(warp(x, inverse=True) if self.conditional else x)
+        if self.conditional:  # each sample of z_P undoes its own perspective
+            q_a = self.appearance_encoder(warp(repeat(x, repeats), inverse=True))
+        else:
+            q_a = self.appearance_encoder(x).repeat(repeats)
         z_a = draw(q_a)
         params = warp(self.canonical(z_a))
         return Inference({"z_A": q_a, "z_P": q_p}, {"z_A": z_a, "z_P": z_p}, params)
