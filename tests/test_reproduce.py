@@ -264,3 +264,28 @@ def test_figures_are_redrawn_after_more_training(quick):
     os.utime(run / "checkpoint.pt", (later, later))  # as if training had continued
     report.run_figures(run)
     assert drawn.stat().st_mtime >= later - 10 and drawn.stat().st_mtime_ns != before
+
+
+def test_paired_d_score_margins_by_hand():
+    """C-VITAE's margin over a model is the mean and sample sd of the per-seed differences; a seed
+    one of the two lacks is left out of the pairing."""
+    def job(model, seed, d):
+        j = rep.table1_jobs(rep.load_scale("quick"), seeds=[seed])[0]
+        j.config = config_module.from_dict({**j.config.to_dict(), "seed": seed})
+        j.status, j.metrics = "finished", {"d_score": d}
+        return j
+
+    by_model = {"cvitae": [job("cvitae", 0, 0.5), job("cvitae", 1, 0.4), job("cvitae", 2, 0.6)],
+                "vae": [job("vae", 0, 0.2), job("vae", 1, 0.5), job("vae", 2, 0.1)],
+                "uvitae": [job("uvitae", 1, 0.3)]}
+    text = report.paired_d_scores(by_model)
+    diffs = np.array([0.3, -0.1, 0.5])
+    assert f"| VAE | {diffs.mean():.3f} ± {diffs.std(ddof=1):.3f} | 2/3 |" in text
+    assert "| U-VITAE | 0.100 | 1/1 |" in text
+
+
+def test_the_quick_bodies_report_has_the_protocol_table(quick):
+    text = (quick / "sections" / "table1.md").read_text()
+    assert "D_score by scoring protocol" in text and "`pose_beta0`" in text
+    metrics = json.loads((quick / "runs" / "table1/bodies/cvitae/seed0" / "metrics.json").read_text())
+    assert 0 <= metrics["d_score@pose_beta0"] <= 1

@@ -55,3 +55,26 @@ def test_compute_all_returns_the_six_keys_and_is_reproducible(toy):
     assert disentanglement.compute_all(toy, REPRESENTATIONS["identity"], seed=3, **sizes) == first
     with pytest.raises(VitaeError, match="unknown metric_options"):
         disentanglement.compute_all(toy, REPRESENTATIONS["identity"], num_samples=3)
+
+
+def test_a_protocol_scores_a_subset_of_the_factors_the_others_as_nuisance(toy):
+    from vitae.data.ground_truth_data import FactorSubset
+
+    subset = FactorSubset(toy, ["c", "a"])
+    rng = np.random.default_rng(0)
+    factors = subset.sample_factors(200, rng)
+    assert factors.shape == (200, 2)
+    observed = subset.sample_observations_from_factors(factors, rng).reshape(200, 3).double().numpy()
+    np.testing.assert_array_equal(observed[:, [2, 0]], factors)  # the chosen factors are as given ...
+    assert len(np.unique(observed[:, 1])) == 5  # ... and the left-out one varies over its values
+    sizes = dict(num_train=300, num_test=100, batch_size=100, factorvae_num_train=20, factorvae_num_eval=20,
+                 factorvae_num_variance_estimate=200)
+    scores = disentanglement.compute_protocols(toy, REPRESENTATIONS["identity"], seed=1, protocols={"ca": ["c", "a"]}, **sizes)
+    assert set(scores) == set(disentanglement.KEYS) | {f"{k}@ca" for k in disentanglement.KEYS}
+    assert scores == {**disentanglement.compute_all(toy, REPRESENTATIONS["identity"], seed=1, **sizes),
+                      **{f"{k}@ca": v for k, v in disentanglement.compute_all(subset, REPRESENTATIONS["identity"], seed=1, **sizes).items()}}
+    for bad in (["c", "z"], ["a", "a"], "a", []):
+        with pytest.raises(VitaeError, match="a factor subset must list distinct factors"):
+            disentanglement.check_options(toy, protocols={"p": bad})
+    with pytest.raises(VitaeError, match="protocols must be a table"):
+        disentanglement.check_options(toy, protocols=["a"])

@@ -170,3 +170,28 @@ def generate(ground_truth: GroundTruthData, n: int, rng: np.random.Generator, *,
 
 def to_dataset(ground_truth: GroundTruthData, train: Split, test: Split) -> Dataset:
     return Dataset(ground_truth.name, train, test, ground_truth.factor_names)
+
+
+class FactorSubset(GroundTruthData):
+    """The same data scored on some of its factors: the others become nuisance, drawn from their
+    own distribution for every observation (as disentanglement_lib treats factors it does not
+    observe). ``names`` are factor names of ``truth``, in the order the metrics will see them."""
+
+    def __init__(self, truth: GroundTruthData, names):
+        known = truth.factor_names
+        if isinstance(names, str) or not names or any(not isinstance(n, str) or n not in known for n in names) \
+                or len(set(names)) != len(names):
+            raise VitaeError(f"{truth.name}: a factor subset must list distinct factors of {list(known)}, got {names!r}")
+        self.truth = truth
+        self.columns = [known.index(n) for n in names]
+        self.name = f"{truth.name}[{', '.join(names)}]"
+        self.observation_shape = truth.observation_shape
+        self.factors = tuple(truth.factors[c] for c in self.columns)
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return self.truth.sample_factors(n, rng)[:, self.columns]
+
+    def render(self, factors: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        full = self.truth.sample_factors(len(factors), rng)
+        full[:, self.columns] = factors
+        return self.truth.sample_observations_from_factors(full, rng)

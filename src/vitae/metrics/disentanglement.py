@@ -6,6 +6,10 @@ DCI, MIG and SAP are computed on one shared pair of i.i.d. samples (``num_train`
 instead of three times; FactorVAE draws its own batches. Each part gets its own seed, derived from
 ``seed``, so results are reproducible.
 
+``protocols = {NAME = [FACTOR, ...]}`` scores the same representation again on a subset of the
+factors (the others then vary as nuisance), under keys ``KEY@NAME``: for data with more factors
+than codes (the bodies' ten shape coefficients and pose against d = 4).
+
 ``dci_estimator`` chooses DCI's per-factor models: ``"classifier"`` (the default,
 disentanglement_lib's, what the paper's D_score is) or ``"regressor"`` (see ``vitae.metrics.dci``).
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vitae.data.ground_truth_data import FactorSubset
 from vitae.errors import VitaeError
 from vitae.metrics import dci, factorvae, mig, sap
 from vitae.metrics.sampling import require, sample
@@ -23,12 +28,34 @@ DEFAULT_SIZES = dict(num_train=10_000, num_test=5_000, num_bins=20, batch_size=1
                      factorvae_num_train=500, factorvae_num_eval=500, factorvae_num_variance_estimate=10_000)
 
 
-def check_options(**options) -> None:
-    """Refuse an unknown metric option or DCI estimator (before any image is rendered or encoded)."""
-    unknown = set(options) - set(DEFAULT_SIZES) - {"dci_estimator"}
+OPTIONS = ("dci_estimator", "protocols")
+
+
+def check_options(ground_truth=None, **options) -> None:
+    """Refuse an unknown metric option, DCI estimator or protocol (before any image is rendered or
+    encoded); protocols' factors are checked against ``ground_truth`` when it is given."""
+    unknown = set(options) - set(DEFAULT_SIZES) - set(OPTIONS)
     if unknown:
-        raise VitaeError(f"unknown metric_options {sorted(unknown)}; choose from {sorted([*DEFAULT_SIZES, 'dci_estimator'])}")
+        raise VitaeError(f"unknown metric_options {sorted(unknown)}; choose from {sorted([*DEFAULT_SIZES, *OPTIONS])}")
     dci.check_estimator(options.get("dci_estimator", "classifier"))
+    protocols = options.get("protocols", {})
+    if not isinstance(protocols, dict) or any(not isinstance(k, str) or "@" in k for k in protocols):
+        raise VitaeError("metric_options.protocols must be a table {NAME = [FACTOR, ...]}, "
+                         f"e.g. {{pose_shape2 = [\"pose\", \"beta_0\", \"beta_1\"]}}; got {protocols!r}")
+    if ground_truth is not None:
+        for names in protocols.values():
+            FactorSubset(ground_truth, names)
+
+
+def compute_protocols(ground_truth, representation_fn, *, seed: int = 0, protocols: dict | None = None,
+                      **options) -> dict[str, float]:
+    """``compute_all`` on all factors (keys as in ``KEYS``) and on each protocol's subset of them
+    (keys ``KEY@NAME``); see ``vitae.data.ground_truth_data.FactorSubset``."""
+    scores = compute_all(ground_truth, representation_fn, seed=seed, **options)
+    for name, names in (protocols or {}).items():
+        subset = compute_all(FactorSubset(ground_truth, names), representation_fn, seed=seed, **options)
+        scores.update({f"{key}@{name}": value for key, value in subset.items()})
+    return scores
 
 
 def compute_all(ground_truth, representation_fn, *, seed: int = 0, dci_estimator: str = "classifier",

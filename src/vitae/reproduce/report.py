@@ -87,6 +87,10 @@ def table1(scale: dict, jobs: list[Job], out: Path) -> str:
             diverged = sum(j.status == "diverged" for j in runs)
             lines.append(f"| {paper.MODEL_NAMES.get(model, model)} | " + " | ".join(cells) + f" | {diverged}/{len(runs)} |")
         lines.append("")
+        lines += protocol_table(finished_of)
+        paired = paired_d_scores(by_model)
+        if paired:
+            lines += [paired, ""]
         if "d_score" in best:
             checks.append(f"- {paper.DATA_NAMES.get(data, data)}: best D_score **{paper.MODEL_NAMES[best['d_score']]}** "
                           f"(paper: C-VITAE){' as in the paper' if best['d_score'] == 'cvitae' else ', unlike the paper'}.")
@@ -98,6 +102,42 @@ def table1(scale: dict, jobs: list[Job], out: Path) -> str:
         lines += ["**The paper's claims, checked on these runs:**\n", *checks, ""]
     lines.append(commands(jobs, out))
     return "\n".join(lines)
+
+
+def seed_of(job: Job) -> int:
+    return job.config.seed
+
+
+def paired_d_scores(by_model: dict[str, list[Job]], key: str = "d_score", model: str = "cvitae") -> str:
+    """C-VITAE's D_score against each other model, paired by seed: the mean and standard
+    deviation of the per-seed difference, and on how many seeds C-VITAE is ahead."""
+    ours = {seed_of(j): j.metrics[key] for j in by_model.get(model, []) if j.status == "finished" and key in j.metrics}
+    rows = []
+    for other, runs in by_model.items():
+        theirs = {seed_of(j): j.metrics[key] for j in runs if j.status == "finished" and key in j.metrics}
+        common = sorted(set(ours) & set(theirs))
+        if other == model or not common:
+            continue
+        diff = [ours[s] - theirs[s] for s in common]
+        rows.append(f"| {paper.MODEL_NAMES.get(other, other)} | {mean_spread(diff, 3)} | {sum(d > 0 for d in diff)}/{len(diff)} |")
+    if not rows:
+        return ""
+    return ("C-VITAE's D_score minus each other model's, paired by seed (mean ± standard deviation of the per-seed "
+            "differences; positive: C-VITAE ahead):\n\n| against | margin | seeds ahead |\n|---|---|---|\n" + "\n".join(rows))
+
+
+def protocol_table(finished_of: dict[str, list[dict]]) -> list[str]:
+    """D_score per scoring protocol (``metric_options.protocols``: keys ``d_score@NAME``), when there are any."""
+    names = sorted({key.split("@", 1)[1] for runs in finished_of.values() for m in runs for key in m
+                    if key.startswith("d_score@")})
+    if not names:
+        return []
+    lines = ["D_score by scoring protocol (`all`: every factor of the data; the others: `metric_options.protocols`):\n",
+             "| model | all | " + " | ".join(f"`{n}`" for n in names) + " |", "|---" * (len(names) + 2) + "|"]
+    for model, runs in finished_of.items():
+        cells = [mean_spread([m[k] for m in runs if k in m], 3) for k in ["d_score", *(f"d_score@{n}" for n in names)]]
+        lines.append(f"| {paper.MODEL_NAMES.get(model, model)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def commands(jobs: list[Job], out: Path) -> str:

@@ -40,7 +40,8 @@ def _evaluate(run: Run, samples, limit, device, progress, truth) -> dict:
     from vitae.metrics.disentanglement import check_options
 
     config, model, state = load_trained(run, device)
-    check_options(**config.metric_options)  # a misspelled option is an error now, not after log p(x)
+    truth = truth if truth is not None else metric_truth(config)
+    check_options(truth, **config.metric_options)  # a misspelled option is an error now, not after log p(x)
     dev = next(model.parameters()).device
     samples = samples or config.eval_samples
     dataset = load_data(config)
@@ -77,7 +78,7 @@ def disentanglement(config, model, truth=None, image_shape=None) -> dict:
     if image_shape is not None and tuple(truth.observation_shape) != tuple(image_shape):
         raise VitaeError(f"metric_data '{config.metric_data or config.data}' has images of shape "
                          f"{list(truth.observation_shape)}, the model takes {list(image_shape)}; choose a data set of that size")
-    from vitae.metrics.disentanglement import compute_all
+    from vitae.metrics.disentanglement import compute_protocols
 
     device = next(model.parameters()).device
 
@@ -87,5 +88,5 @@ def disentanglement(config, model, truth=None, image_shape=None) -> dict:
                   for i in range(0, len(images), config.eval_batch_size)]
         return torch.cat(chunks).numpy()
 
-    scores = compute_all(truth, representation, seed=config.seed, **config.metric_options)
+    scores = compute_protocols(truth, representation, seed=config.seed, **config.metric_options)
     return {**scores, "dci_estimator": config.metric_options.get("dci_estimator", "classifier")}
