@@ -15,7 +15,9 @@ images: a VITAE's transformation starts near the identity, which is cheaper for 
 whole-time shortcut applies to most pixels), so this times it at trained sizes. ``--epoch`` (MNIST only) also times one full MNIST training epoch
 (60,000 images) per model. Random images stand in for the batch (the timing does not depend on
 pixel values); the epoch timing uses the real MNIST training set through the same loop as
-``vitae train``.
+``vitae train``. ``--amp`` times every row twice, in float32 and under bfloat16 mixed precision
+(``amp=true``: the networks in bfloat16, likelihood, KLs and warps in float32), all taking turns,
+and prints both steps and the speed-up.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 
 from vitae import data
 from vitae.reproduce.timing import ROWS, SETTINGS, build, time_epoch, time_models
-from vitae.training.trainer import make_optimizer
+from vitae.training.trainer import make_optimizer, use_mixed_precision
 
 
 def main() -> None:
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", nargs="*", help="labels of the rows to run (default: all)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's); 1 is steadier on a shared machine")
+    parser.add_argument("--amp", action="store_true", help="also time every row under bfloat16 mixed precision (amp=true)")
     parser.add_argument("--trained-epochs", type=int, default=0,
                         help="train each model this many MNIST epochs (lr 1e-3) first and time it on real test images, "
                              "so that transformations are timed at trained sizes, not at their near-identity start "
@@ -47,6 +50,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if (args.epoch or args.trained_epochs) and args.architecture != "mnist_mlp":
         parser.error("--epoch and --trained-epochs train on MNIST: use them with --architecture mnist_mlp")
+    if args.amp and (args.epoch or args.trained_epochs):
+        parser.error("--amp times single steps: use it without --epoch and --trained-epochs")
     shape, default_batch, _ = SETTINGS[args.architecture]
     batch_size = args.batch_size or default_batch
     device = torch.device(args.device)
@@ -58,9 +63,11 @@ def main() -> None:
         x = mnist.test.images[:batch_size].to(device)
     print(f"device: {device}, threads: {torch.get_num_threads()}, architecture: {args.architecture} {shape}, "
           f"batch: {batch_size}, torch {torch.__version__}")
+    rows = [row for row in ROWS if not args.only or row[0] in args.only]
+    if args.amp:
+        return amp_table(rows, args, x, device)
     header = f"{'model':<24} {'forward s':>10} {'backward s':>11} {'step s':>9} {'step / VAE':>11}"
     print(header + (f" {'epoch s':>8}" if args.epoch else ""))
-    rows = [row for row in ROWS if not args.only or row[0] in args.only]
     entries = []
     for _, name, transform in rows:
         model = build(name, transform, args.architecture).to(device)
@@ -75,6 +82,23 @@ def main() -> None:
         if args.epoch:
             line += f" {time_epoch(model, optimizer, images, batch_size, device):>8.2f}"
         print(line, flush=True)
+
+
+def amp_table(rows, args, x, device) -> None:
+    """Every row in float32 and in bfloat16 mixed precision, all taking turns."""
+    entries = []
+    for _, name, transform in rows:
+        for amp in (False, True):
+            torch.manual_seed(0)
+            model = build(name, transform, args.architecture).to(device)
+            if amp:
+                use_mixed_precision(model, device)
+            entries.append((model, make_optimizer(model, lr=1e-4)))
+    times = time_models(entries, x, args.repeats, device)
+    print(f"{'model':<24} {'float32 step s':>15} {'bfloat16 step s':>16} {'speed-up':>9}")
+    for i, (label, _, _) in enumerate(rows):
+        f32, b16 = sum(times[2 * i]), sum(times[2 * i + 1])
+        print(f"{label:<24} {f32:>15.4f} {b16:>16.4f} {f32 / b16:>9.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def test_every_shipped_config_loads():
     ("epochz=3", "unknown config key 'epochz'"),
     ("epochs=three", "'epochs' must be a int"),
     ("epochs=0", "'epochs' must be at least 1"),
-    ("lr=-1", "'lr' must be positive"),
+    ("lr=-1", "'lr' must be a finite positive number"),
     ("noequals", "is not KEY=VALUE"),
 ])
 def test_bad_overrides(override, message):

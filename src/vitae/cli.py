@@ -114,9 +114,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if getattr(args, "samples", None) is not None and args.samples < 1:
-        print("vitae: error: --samples must be at least 1", file=sys.stderr)
-        return 2
+    for name in ("samples", "limit"):
+        if getattr(args, name, None) is not None and getattr(args, name) < 1:
+            print(f"vitae: error: --{name} must be at least 1, got {getattr(args, name)}", file=sys.stderr)
+            return 2
     try:
         args.func(args)
     except DivergedError as exc:

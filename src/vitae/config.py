@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ class Config:
     lr: float = 1e-4
     seed: int = 0
     device: str = "auto"  # auto: CUDA when present, else CPU; under torchrun, each process's own GPU
-    amp: bool = False  # mixed precision (bfloat16) for the networks, on CUDA only (a no-op on CPU); likelihood and KLs stay float32
+    amp: bool = False  # bfloat16 mixed precision for the networks (CUDA, or a CPU with AVX512-BF16/AMX); likelihood, KLs and warps stay float32
     checkpoint_every: int = 1  # epochs between checkpoints
     eval_batch_size: int = 2000
     # what `vitae evaluate` does by default
@@ -112,13 +113,19 @@ def override(config: Config, overrides: list[str]) -> Config:
 
 
 def check(config: Config) -> None:
-    for key in ("epochs", "batch_size", "eval_samples", "checkpoint_every", "eval_batch_size"):
+    """Every value in its range, before any work starts; the message names the key and the range."""
+    for key in ("epochs", "batch_size", "eval_samples", "checkpoint_every", "eval_batch_size",
+                "latent_dim", "appearance_dim", "perspective_dim"):
         if getattr(config, key) < 1:
             raise VitaeError(f"config key '{key}' must be at least 1, got {getattr(config, key)}")
     if config.warmup < 0:
         raise VitaeError(f"config key 'warmup' must be 0 (no warm-up) or more, got {config.warmup}")
-    if not config.lr > 0:
-        raise VitaeError(f"config key 'lr' must be positive, got {config.lr}")
+    if not (math.isfinite(config.lr) and config.lr > 0):
+        raise VitaeError(f"config key 'lr' must be a finite positive number, got {config.lr}")
+    if not (math.isfinite(config.width) and 0 < config.width <= 64):
+        raise VitaeError(f"config key 'width' must be in (0, 64] (a fraction of the architecture's neurons), got {config.width}")
+    if not (math.isfinite(config.beta) and config.beta >= 0):
+        raise VitaeError(f"config key 'beta' must be a finite number of at least 0, got {config.beta}")
 
 
 def save_json(config: Config, path: Path) -> None:

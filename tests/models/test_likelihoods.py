@@ -67,3 +67,32 @@ def test_bad_names_and_options_are_one_line_errors():
         likelihoods.create("gaussian", variance=0.0)
     with pytest.raises(VitaeError, match="does not take these options"):
         models.create("vae", SHAPE, likelihood="gaussian", likelihood_options={"sigma": 0.1})
+
+
+def test_fixed_variance_log_prob_gradient():
+    gaussian = likelihoods.create("gaussian", variance=0.1)
+    x = torch.rand(3, 1, 4, 5, dtype=torch.float64)
+    mean = torch.rand(3, 1, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda m: gaussian.log_prob(x, m), (mean,))
+
+
+def test_bernoulli_from_logits_equals_the_clamped_mean_formula():
+    bernoulli = likelihoods.create("bernoulli")
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 7, 7, dtype=torch.float64)
+    logits = torch.randn(6, 1, 7, 7, dtype=torch.float64) * 8  # many beyond the clamp (|l| > 13.8)
+    logits[0, 0, 0, :3] = torch.tensor([30.0, -30.0, 0.0])
+    expected = bernoulli.log_prob(x, bernoulli.params(logits))
+    torch.testing.assert_close(bernoulli.log_prob_output(x, logits), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_bernoulli_from_logits_gradient():
+    bernoulli = likelihoods.create("bernoulli")
+    torch.manual_seed(1)
+    x = torch.rand(3, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    logits = (torch.randn(3, 1, 4, 4, dtype=torch.float64) * 6)
+    logits[0, 0, 0, 0] = 25.0  # clamped: no gradient through it
+    logits.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: bernoulli.log_prob_output(a, b), (x, logits))
+    bernoulli.log_prob_output(x, logits).sum().backward()
+    assert logits.grad[0, 0, 0, 0] == 0

@@ -10,6 +10,7 @@ folder of the user's own files, overriding the shipped or generated data.
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from vitae.data.base import Dataset, Split, batches
 from vitae.errors import VitaeError
@@ -31,13 +32,29 @@ def _module(name: str):
     return importlib.import_module(REGISTRY[name])
 
 
+def _accepted(function, name: str, options: dict) -> None:
+    """Refuse options that ``function`` (a data set's ``load``) does not take, naming those it does."""
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    known = [key for key, p in list(parameters.items())[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise VitaeError(f"data set '{name}' takes no data_options {unknown}; it takes: {', '.join(known) or 'none'}")
+
+
 def create(name: str, root=None, **options) -> Dataset:
-    return _module(name).load(root, **options)
+    module = _module(name)
+    _accepted(module.load, name, options)
+    return module.load(root, **options)
 
 
 def ground_truth(name: str, root=None, **options):
     module = _module(name)
-    return module.ground_truth(root, **options) if hasattr(module, "ground_truth") else None
+    if not hasattr(module, "ground_truth"):
+        return None
+    _accepted(module.load, name, options)
+    return module.ground_truth(root, **options)
 
 
 __all__ = ["REGISTRY", "Dataset", "Split", "batches", "create", "ground_truth"]

@@ -43,6 +43,13 @@ class Inference:
     posteriors: dict[str, DiagonalGaussian]
     z: dict[str, torch.Tensor]
     params: torch.Tensor
+    output: torch.Tensor | None = None  # the decoder's raw output, when ``params`` is just ``likelihood.params`` of it
+
+    def log_prob(self, likelihood: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x | z)`` per image, from the raw output where there is one (cheaper)."""
+        if self.output is not None and hasattr(likelihood, "log_prob_output"):
+            return likelihood.log_prob_output(x, self.output)
+        return likelihood.log_prob(x, self.params)
 
 
 @dataclass
@@ -87,7 +94,7 @@ class GenerativeModel(nn.Module):
     # -- what follows ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, kl_weight: float = 1.0) -> ModelOutput:
         inference = self.infer(x, sample=True)
-        recon = self.likelihood.log_prob(x, inference.params)
+        recon = inference.log_prob(self.likelihood, x)
         kl = {name: q.kl_to_standard_normal() for name, q in inference.posteriors.items()}
         kl_total = sum(kl.values())
         regularizer = self.regularizer(inference)
@@ -98,7 +105,7 @@ class GenerativeModel(nn.Module):
         """``[n_samples, B]`` importance log-weights ``log p(x, z) - log q(z | x)``."""
         batch = x.shape[0]
         inference = self.infer(x, sample=True, repeats=n_samples)
-        log_w = self.likelihood.log_prob(repeat(x, n_samples), inference.params)
+        log_w = inference.log_prob(self.likelihood, repeat(x, n_samples))
         for name, q in inference.posteriors.items():
             z = inference.z[name]
             log_w = log_w + standard_normal_log_prob(z) - q.log_prob(z)

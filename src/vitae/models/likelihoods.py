@@ -5,7 +5,9 @@ before scoring, so a likelihood only ever sees images in the observed perspectiv
 Convention: a decoder outputs ``out_channels(C)`` channels; ``params(output)`` turns them into the
 parameter images that are warped (``[B, P*C, H, W]``: the mean, then any learned variance);
 ``log_prob(x, params)`` takes ``x`` ``[B, C, H, W]`` and returns ``[B]`` (nats, summed over
-pixels); ``mean(params)`` is the mean image ``[B, C, H, W]``.
+pixels); ``log_prob_output(x, output)`` is the same from the decoder's raw output, for models
+that do not warp their parameter images (it may be cheaper); ``mean(params)`` is the mean image
+``[B, C, H, W]``.
 
 A warp fills pixels that come from outside the image with zeros, so every parameter image must
 read a zero as something ``log_prob`` can score: the Bernoulli clamps its mean, the Gaussian
@@ -23,6 +25,31 @@ from torch import nn
 from vitae.errors import VitaeError
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+class BernoulliFromLogits(torch.autograd.Function):
+    """``sum x log p + (1 - x) log(1 - p)`` per image for ``p = clamp(sigmoid(logits), eps, 1 - eps)``,
+    in logit space: with ``l`` the logits clamped to ``+-logit(1 - eps)`` (the same clamp),
+    ``log(1 - p) = logsigmoid(-l)`` and ``log p - log(1 - p) = l``, so the sum is
+    ``sum x l + logsigmoid(-l)``; its gradient is ``(x - p)`` where the clamp is inactive, zero
+    elsewhere. Four passes forward and three backward, against a dozen for the same chain in
+    autograd (the likelihood was half of a VAE step on MNIST)."""
+
+    @staticmethod
+    def forward(ctx, x, logits, bound: float):
+        clamped = logits.clamp(-bound, bound)
+        ctx.save_for_backward(x, logits, clamped)
+        ctx.bound = bound
+        return torch.addcmul(F.logsigmoid(-clamped), x, clamped).flatten(1).sum(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, logits, clamped = ctx.saved_tensors
+        inside = logits.abs() <= ctx.bound
+        g = grad.view(-1, *([1] * (x.dim() - 1)))
+        grad_logits = ((x - torch.sigmoid(clamped)) * g).masked_fill_(~inside, 0) if ctx.needs_input_grad[1] else None
+        grad_x = (clamped * g) if ctx.needs_input_grad[0] else None
+        return grad_x, grad_logits, None
 
 
 class Bernoulli(nn.Module):
@@ -49,6 +76,11 @@ class Bernoulli(nn.Module):
         # sum of products (F.binary_cross_entropy is slower still on a CPU)
         p = mean.clamp(self.eps, 1 - self.eps)
         return torch.lerp((1 - p).log(), p.log(), x).flatten(1).sum(1)
+
+    def log_prob_output(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """``log_prob(x, params(output))`` from the decoder's raw output (the logits), for models
+        that score it unwarped: the same value, in a fraction of the passes."""
+        return BernoulliFromLogits.apply(x, output, math.log((1 - self.eps) / self.eps))
 
 
 MEAN_ACTIVATIONS = {"linear": lambda output: output, "sigmoid": torch.sigmoid}
@@ -92,9 +124,16 @@ class Gaussian(nn.Module):
         """``log variance``: an image ``[B, C, H, W]`` when learned, else the constant."""
         return (params.chunk(2, dim=1)[1] + self.min_variance).log() if self.learned else math.log(self.variance)
 
+    def log_prob_output(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """``log_prob(x, params(output))``, from the decoder's raw output."""
+        return self.log_prob(x, self.params(output))
+
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        if not self.learned:  # a constant variance: only the squared error is per pixel (3 passes, not 6)
+            squared = (x - params).flatten(1).square().sum(1)
+            return -0.5 * (squared / self.variance + x[0].numel() * (math.log(self.variance) + LOG_2PI))
         log_var = self.log_variance(params)
-        inv_var = (-log_var).exp() if self.learned else 1.0 / self.variance
+        inv_var = (-log_var).exp()
         log_density = -0.5 * ((x - self.mean(params)).pow(2) * inv_var + log_var + LOG_2PI)
         return log_density.flatten(1).sum(1)
 

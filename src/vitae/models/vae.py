@@ -21,7 +21,8 @@ class VAE(GenerativeModel):
     def infer(self, x: torch.Tensor, sample: bool = True, repeats: int = 1) -> Inference:
         q = self.encoder(x).repeat(repeats)
         z = q.rsample() if sample else q.mean
-        return Inference({"z": q}, {"z": z}, self.decode_params({"z": z}))
+        output = self.decoder(z)
+        return Inference({"z": q}, {"z": z}, self.likelihood.params(output), output)
 
     def decode_params(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.likelihood.params(self.decoder(z["z"]))

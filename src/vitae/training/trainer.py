@@ -15,6 +15,7 @@ chunk of it, and rank 0 alone writes the run folder and shows progress.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -56,33 +57,46 @@ def training_device(name: str) -> torch.device:
     return device
 
 
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX)."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def use_mixed_precision(model: models.GenerativeModel, device: torch.device) -> None:
-    """Run the model's networks under bfloat16 autocast on CUDA, and hand their outputs on in
-    float32: the likelihood's log terms, the KLs, the estimators and the spatial transformer
-    (children ``likelihood`` and ``transform``) stay float32, where bfloat16 loses too much (and
-    autocast refuses ``binary_cross_entropy``). bfloat16 needs no loss scaling. On CPU nothing changes."""
-    if device.type != "cuda":
-        return
-    if not torch.cuda.is_bf16_supported():
+    """Run the model's networks under bfloat16 autocast and hand their outputs on in float32: the
+    likelihood's log terms, the KLs, the estimators and the spatial transformer (children
+    ``likelihood`` and ``transform``) stay float32, where bfloat16 loses too much. bfloat16 needs
+    no loss scaling. On a GPU it needs bfloat16 (Ampere or newer); on a CPU, AVX512-BF16 or AMX.
+
+    Worth it where the networks' matrix products dominate (the bodies MLP: 1.5x per step on this
+    CPU, ``benchmarks/table5.py --amp``); a loss on small or convolutional networks, where the
+    casts of weights and gradients outweigh the faster products. Hence off by default."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise VitaeError("amp=true needs a GPU with bfloat16 (Ampere or newer); set amp=false")
+    if device.type == "cpu" and not cpu_has_bfloat16():
+        raise VitaeError("amp=true on a CPU needs bfloat16 instructions (AVX512-BF16 or AMX), which this one lacks; set amp=false")
     for name, child in model.named_children():
         if name not in ("likelihood", "transform"):
-            child.forward = _autocast_to_float32(child.forward)
+            child.forward = _autocast_to_float32(child.forward, device.type)
 
 
-def _autocast_to_float32(forward):
+def _autocast_to_float32(forward, device_type: str):
     def run(*args, **kwargs):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device_type, dtype=torch.bfloat16):
             out = forward(*args, **kwargs)
         return _to_float32(out)
     return run
 
 
 def _to_float32(value):
+    """Tensors in ``value`` (alone, in a tuple or list, or fields of a dataclass such as a
+    posterior) as float32."""
     if isinstance(value, torch.Tensor):
         return value.float()
     if isinstance(value, (tuple, list)):
         return type(value)(_to_float32(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _to_float32(getattr(value, f.name)) for f in dataclasses.fields(value)})
     return value
 
 
