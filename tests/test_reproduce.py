@@ -289,3 +289,18 @@ def test_the_quick_bodies_report_has_the_protocol_table(quick):
     assert "D_score by scoring protocol" in text and "`pose_beta0`" in text
     metrics = json.loads((quick / "runs" / "table1/bodies/cvitae/seed0" / "metrics.json").read_text())
     assert 0 <= metrics["d_score@pose_beta0"] <= 1
+
+
+def test_report_only_reads_the_runs_and_touches_nothing(quick, tmp_path, capsys):
+    """--report-only writes the report from what the folders hold: the same Table 1 as the run that
+    made them, with no run trained, evaluated or drawn again."""
+    runs = {p: p.stat().st_mtime_ns for p in (quick / "runs").rglob("*") if p.is_file()}
+    made = (quick / "sections" / "table1.md").read_text()
+    assert main(["reproduce", "table1", "--scale", "quick", "--out", str(quick), "--quiet", "--report-only"]) == 0
+    again = (quick / "sections" / "table1.md").read_text()
+    assert again.split("\n", 3)[3] == made.split("\n", 3)[3]  # all but the header's pass time
+    assert {p: p.stat().st_mtime_ns for p in (quick / "runs").rglob("*") if p.is_file()} == runs
+    capsys.readouterr()
+    assert main(["reproduce", "table1", "--scale", "quick", "--out", str(tmp_path / "none"), "--report-only"]) == 2
+    assert "holds no reproduction to report on" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

@@ -6,7 +6,10 @@
     vitae reproduce TARGET --scale quick|medium|paper --out DIR
 
 Bad input ends with one line ``vitae: error: ...`` and exit status 2; a diverged run with exit
-status 3 (recorded in its ``metrics.json``).
+status 3 (recorded in its ``metrics.json``). An interrupt ends with one line ``vitae: interrupted
+...`` and exit status 130 (SIGINT, Ctrl-C) or 143 (SIGTERM, what a cluster scheduler sends before
+it kills): training keeps its last checkpoint (continue with ``--resume``), the other commands
+leave what was saved as it was.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 from vitae import config as config_module
+from vitae import files
 from vitae.errors import DivergedError, VitaeError
 
 
@@ -65,7 +70,8 @@ def cmd_plot(args) -> None:
 def cmd_reproduce(args) -> None:
     from vitae.reproduce import reproduce
 
-    path = reproduce(args.target, args.scale, args.out, device=args.device, celeba=args.celeba, progress=not args.quiet)
+    path = reproduce(args.target, args.scale, args.out, device=args.device, celeba=args.celeba, progress=not args.quiet,
+                     report_only=args.report_only)
     print(f"written: {path}")
 
 
@@ -108,12 +114,44 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--celeba", default=None, help="img_align_celeba folder for the faces experiment (default: the shipped ORL faces)")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the configs', auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the report from the runs finished so far; train and evaluate nothing (e.g. while "
+                        "another process works on DIR)")
     p.set_defaults(func=cmd_reproduce)
     return top
 
 
+INTERRUPTED = {
+    "train": "the last checkpoint is kept (continue with --resume)",
+    "evaluate": "metrics.json is as it was (evaluate again to finish)",
+    "plot": "figures written so far are kept (plot again to finish)",
+    "reproduce": "finished runs are kept and the interrupted one resumes (run the same command again)",
+}
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is so that it unwinds like Ctrl-C."""
+
+
+def _on_signal(signum, frame):
+    # through vitae.files, so that a file being written is finished first
+    files.interrupt(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # an ignored SIGINT (nohup, &) stays ignored
+            previous[sig] = signal.signal(sig, _on_signal)
+    try:
+        return _run(args)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args) -> int:
     for name in ("samples", "limit"):
         if getattr(args, name, None) is not None and getattr(args, name) < 1:
             print(f"vitae: error: --{name} must be at least 1, got {getattr(args, name)}", file=sys.stderr)
@@ -126,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     except VitaeError as exc:
         print(f"vitae: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vitae: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        print(f"vitae: interrupted ({name}); {INTERRUPTED[args.command]}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     return 0
 
 

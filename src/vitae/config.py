@@ -14,6 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vitae import files
 from vitae.errors import VitaeError
 
 
@@ -129,11 +130,14 @@ def check(config: Config) -> None:
 
 
 def save_json(config: Config, path: Path) -> None:
-    path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    files.write_text(path, json.dumps(config.to_dict(), indent=2) + "\n")
 
 
 def load_json(path: Path) -> Config:
     try:
-        return from_dict(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError) as exc:
+        values = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise VitaeError(f"cannot read the run's configuration {path}: {exc}") from None
+    if not isinstance(values, dict):
+        raise VitaeError(f"the run's configuration {path} is not a JSON object; it was not written by vitae train")
+    return from_dict(values)

@@ -61,7 +61,9 @@ def create(
     kwargs["likelihood"] = likelihoods.create(likelihood, **(likelihood_options or {}))
     if "transform" in inspect.signature(cls.__init__).parameters:
         kwargs["transform"] = transforms.create(transform, **(transform_options or {}))
-    return cls(tuple(image_shape), **kwargs)
+    model = cls(tuple(image_shape), **kwargs)
+    model.image_shape = tuple(int(n) for n in image_shape)  # what check_images holds inputs to
+    return model
 
 
 __all__ = ["REGISTRY", "GenerativeModel", "Inference", "ModelOutput", "create"]

@@ -92,7 +92,17 @@ class GenerativeModel(nn.Module):
         return inference.params.new_zeros(())
 
     # -- what follows ---------------------------------------------------------------------------
+    def check_images(self, x: torch.Tensor, name: str = "x") -> None:
+        """``x`` must be images ``[B, C, H, W]`` of the model's shape (``image_shape``, set by
+        ``vitae.models.create``); a shape check only, so it costs no GPU synchronisation."""
+        shape = getattr(self, "image_shape", None)
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or (shape is not None and tuple(x.shape[1:]) != shape):
+            need = f"[B, {', '.join(map(str, shape))}]" if shape is not None else "[B, C, H, W]"
+            got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be images {need}, got {got}")
+
     def forward(self, x: torch.Tensor, kl_weight: float = 1.0) -> ModelOutput:
+        self.check_images(x)
         inference = self.infer(x, sample=True)
         recon = inference.log_prob(self.likelihood, x)
         kl = {name: q.kl_to_standard_normal() for name, q in inference.posteriors.items()}
@@ -103,6 +113,9 @@ class GenerativeModel(nn.Module):
 
     def log_weights(self, x: torch.Tensor, n_samples: int) -> torch.Tensor:
         """``[n_samples, B]`` importance log-weights ``log p(x, z) - log q(z | x)``."""
+        self.check_images(x)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+            raise ValueError(f"n_samples must be a whole number of at least 1, got {n_samples!r}")
         batch = x.shape[0]
         inference = self.infer(x, sample=True, repeats=n_samples)
         log_w = inference.log_prob(self.likelihood, repeat(x, n_samples))
@@ -113,6 +126,7 @@ class GenerativeModel(nn.Module):
 
     def encode(self, x: torch.Tensor) -> dict[str, DiagonalGaussian]:
         """The posteriors per latent group (for C-VITAE, ``q(z_A | x')`` at the mean ``z_P``)."""
+        self.check_images(x)
         return self.infer(x, sample=False).posteriors
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,10 +140,13 @@ class GenerativeModel(nn.Module):
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean images decoded from the posterior means."""
+        self.check_images(x)
         return self.likelihood.mean(self.infer(x, sample=False).params)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` mean images decoded from the prior ``N(0, I)``."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a whole number of at least 0, got {n!r}")
         device = next(self.parameters()).device
         z = {
             name: torch.randn(n, dim, generator=generator, device=generator.device if generator else device).to(device)

@@ -20,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from vitae import files  # noqa: E402
+from vitae.errors import VitaeError  # noqa: E402
 
 GROUP_TITLES = {"z": "latent z", "z_A": "appearance z_A", "z_P": "perspective z_P"}
 
@@ -48,8 +50,7 @@ def save_grid(array: np.ndarray, path: Path, title: str, *, ylabels: list[str] |
     else:
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
 
 
 @torch.no_grad()
@@ -111,13 +112,25 @@ def training_curves(log_path: Path, path: Path) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
+
+
+def save(fig, path: Path) -> None:
+    """Write ``fig`` as a PNG, replacing ``path`` atomically (``vitae.files``), and close it."""
+    try:
+        files.replace(Path(path), lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def all_figures(model, test_images: torch.Tensor, folder: Path, log_path: Path | None = None, seed: int = 0) -> list[Path]:
     """Write every figure that applies to ``model`` into ``folder``; return their paths."""
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise VitaeError(f"{folder} is a file, where the figures folder should be; move it away")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise files.os_error(folder, exc) from None
     device = next(model.parameters()).device
     x = test_images[:64].to(device)
     written = [folder / "reconstructions.png", folder / "samples.png"]

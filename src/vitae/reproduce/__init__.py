@@ -40,9 +40,10 @@ from pathlib import Path
 import torch
 
 from vitae import config as config_module
+from vitae import files
 from vitae.errors import VitaeError
 from vitae.reproduce import report
-from vitae.reproduce.jobs import Job, apply, cached, ensure
+from vitae.reproduce.jobs import Job, apply, cached, ensure, status
 
 TARGETS = ("table1", "stability", "timing", "figures")
 SCALES = ("quick", "medium", "long", "paper")
@@ -73,15 +74,44 @@ def load_scale(scale: str) -> dict:
     else:
         raise VitaeError(f"unknown scale '{scale}'; choose one of {', '.join(SCALES)}, or give a .toml file")
     try:
-        values = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise VitaeError(f"scale file {path} is not valid TOML: {exc}") from None
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise VitaeError(f"scale file {path} is not valid UTF-8 TOML: {exc}") from None
+    except OSError as exc:
+        raise VitaeError(f"cannot read scale file {path}: {exc.strerror or exc}") from None
     values.setdefault("name", path.stem)
     values["path"] = str(path)
     missing = [t for t in TARGETS if t not in values]
     if missing:
         raise VitaeError(f"scale file {path} lacks the tables [{'], ['.join(missing)}]")
+    check_scale(values, path)
     return values
+
+
+def _list_of(value, kind, where: str, path) -> None:
+    if not isinstance(value, list) or not value or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+        raise VitaeError(f"scale file {path}: {where} must be a non-empty list of {kind.__name__ if isinstance(kind, type) else 'numbers'}"
+                         f", got {value!r}")
+
+
+def check_scale(values: dict, path) -> None:
+    """The lists and tables a scale's targets read, checked before any run starts."""
+    for target in TARGETS:
+        if not isinstance(values[target], dict):
+            raise VitaeError(f"scale file {path}: [{target}] must be a table")
+    table1 = values["table1"]
+    for key, kind in (("models", str), ("datasets", str), ("seeds", int)):
+        _list_of(table1.get(key), kind, f"[table1] {key}", path)
+    for data in table1["datasets"]:
+        setting = table1.get(data, {})
+        if not isinstance(setting, dict) or not isinstance(setting.get("config", {}), dict):
+            raise VitaeError(f"scale file {path}: [table1.{data}] must be a table with a config table")
+        if "seeds" in setting:
+            _list_of(setting["seeds"], int, f"[table1.{data}] seeds", path)
+    stability = values["stability"]
+    _list_of(stability.get("transforms"), str, "[stability] transforms", path)
+    _list_of(stability.get("lrs"), (int, float), "[stability] lrs", path)
+    _list_of(values["timing"].get("architectures"), str, "[timing] architectures", path)
 
 
 def table1_jobs(scale: dict, device: str | None = None, seeds=None) -> list[Job]:
@@ -137,9 +167,10 @@ class Reproduction:
     """One output folder ``DIR`` at one scale."""
 
     def __init__(self, scale: str, out: str | Path, *, device: str | None = None, celeba: str | None = None,
-                 progress: bool = False, log=print):
+                 progress: bool = False, log=print, report_only: bool = False):
         self.scale = load_scale(scale)
         self.out = Path(out)
+        self.report_only = report_only
         self.device, self.celeba, self.progress, self.log = device, celeba, progress, log
         self.command_prefix = f"vitae reproduce {{target}} --scale {scale} --out {self.out}" + \
             (f" --celeba {celeba}" if celeba else "") + (f" --device {device}" if device else "")
@@ -148,11 +179,15 @@ class Reproduction:
 
     def _check_folder(self) -> None:
         marker = self.out / "reproduce.json"
+        if self.out.exists() and not self.out.is_dir():
+            raise VitaeError(f"--out {self.out} is a file, not a folder; choose another --out")
         if marker.is_file():
             try:
                 stored = json.loads(marker.read_text())
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
                 raise VitaeError(f"{marker} is not valid JSON; it was not written by vitae reproduce") from None
+            if not isinstance(stored, dict):
+                raise VitaeError(f"{marker} is not a JSON object; it was not written by vitae reproduce")
             if stored.get("format") != FORMAT:
                 raise VitaeError(f"{self.out} was written by an incompatible version of vitae (format {stored.get('format')}, "
                                  f"this version writes {FORMAT}); use another --out")
@@ -161,9 +196,14 @@ class Reproduction:
                                  f"'{self.scale['name']}'; use another --out")
         elif self.out.exists() and any(self.out.iterdir()):
             raise VitaeError(f"{self.out} exists and is not a vitae reproduce folder; use another --out")
+        elif self.report_only:
+            raise VitaeError(f"{self.out} holds no reproduction to report on; run the target without --report-only first")
         else:
-            self.out.mkdir(parents=True, exist_ok=True)
-            marker.write_text(json.dumps({"format": FORMAT, "scale": self.scale["name"]}, indent=2) + "\n")
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise files.os_error(self.out, exc) from None
+            files.write_text(marker, json.dumps({"format": FORMAT, "scale": self.scale["name"]}, indent=2) + "\n")
 
     def truth(self, job: Job):
         """One cached ground-truth generator per (data set, options), shared by all its models."""
@@ -177,7 +217,12 @@ class Reproduction:
 
     def run_jobs(self, jobs: list[Job]) -> list[Job]:
         """Every job, skipping those another ``vitae reproduce`` on DIR holds; then wait for
-        those, so that the report has them all."""
+        those, so that the report has them all. With ``report_only``, only read what the run
+        folders hold: finished and diverged runs count, the others are missing values."""
+        if self.report_only:
+            for job in jobs:
+                status(job, self.out)
+            return jobs
         for wait in (False, True):
             pending = [job for job in jobs if job.status in ("pending", "busy")]
             for i, job in enumerate(pending, 1):
@@ -191,6 +236,8 @@ class Reproduction:
         check_target(target)
         targets = TARGETS if target == "all" else (target,)
         for name in targets:
+            if self.report_only and name == "timing":  # a measurement, not a report of runs
+                continue
             started = time.perf_counter()
             text = getattr(self, f"_{name}")()
             command = self.command_prefix.format(target=name)
@@ -236,7 +283,7 @@ class Reproduction:
         faces = faces_jobs(self.scale, self.device, self.celeba)
         self.run_jobs(jobs + faces)
         for job in jobs + faces:
-            if job.status == "finished":
+            if job.status == "finished" and not self.report_only:
                 report.run_figures(self.out / "runs" / job.name)
         return report.figures(self.scale, jobs, faces, self.out)
 

@@ -134,6 +134,20 @@ def _ensure(job: Job, run: Run, progress: bool, truth, log) -> Job:
     return job
 
 
+def status(job: Job, out: Path) -> Job:
+    """``job``'s state as its folder holds it, touching nothing: ``finished`` (trained, and
+    evaluated when asked), ``diverged``, or ``pending``."""
+    run = Run(out / "runs" / job.name)
+    metrics = run.read_metrics() if run.metrics.is_file() else {}
+    if metrics.get("diverged"):
+        job.status, job.metrics = "diverged", metrics
+    elif metrics.get("epochs_trained") == job.config.epochs and (not job.evaluate or "test_log_px" in metrics):
+        job.status, job.metrics = "finished", metrics
+    elif not job.evaluate and run.checkpoint.is_file() and checkpoint.load(run.checkpoint)["epoch"] >= job.config.epochs:
+        job.status = "finished"
+    return job
+
+
 class CachedTruth:
     """A ground-truth generator that renders each factor combination once and keeps the image,
     so that every model of a data set is scored on the same images without rendering them again

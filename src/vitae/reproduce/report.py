@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitae import __version__
+from vitae import __version__, files
 from vitae.reproduce import paper
 from vitae.reproduce.jobs import Job
 
@@ -24,9 +24,7 @@ TABLE1_COLUMNS = [("test_elbo", "ELBO", 1), ("test_log_px", "log p(x)", 1), ("d_
 
 
 def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    files.write_text(path, text)
 
 
 def header(scale: dict, out: Path) -> str:

@@ -1,27 +1,25 @@
 """A run's checkpoint: one dict (model, optimizer, completed epochs, RNG states, config; under
 several processes each process's RNG state too, and rank 0 alone writes it) written atomically (a
-temporary file in the same folder, then ``os.replace``), so a run killed while saving keeps its
-previous checkpoint. It loads with ``torch.load(..., weights_only=True)``.
+temporary file in the same folder, flushed, then renamed: ``vitae.files``), so a run killed while
+saving, or a full disk, keeps its previous checkpoint. It loads with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from pathlib import Path
 
 import torch
 
+from vitae import files
 from vitae.errors import VitaeError
 
 FILENAME = "checkpoint.pt"
 
 
 def save(state: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    files.replace(path, lambda f: torch.save(state, f))
 
 
 def load(path: Path, map_location="cpu") -> dict:

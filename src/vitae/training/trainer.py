@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from vitae import config as config_module
+from vitae import files
 from vitae import data as data_module
 from vitae import models
 from vitae.config import Config
@@ -171,16 +174,28 @@ class Run:
         if not self.metrics.is_file():
             return {}
         try:
-            return json.loads(self.metrics.read_text())
-        except json.JSONDecodeError:
+            values = json.loads(self.metrics.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise VitaeError(f"{self.metrics} is not valid JSON; move it away and evaluate again") from None
+        if not isinstance(values, dict):
+            raise VitaeError(f"{self.metrics} is not a JSON object; move it away and evaluate again")
+        return values
 
     def write_metrics(self, values: dict) -> None:
         """Merge ``values`` into ``metrics.json`` (atomically)."""
         merged = {**self.read_metrics(), **values}
-        tmp = self.metrics.with_name("metrics.json.tmp")
-        tmp.write_text(json.dumps(merged, indent=2) + "\n")
-        tmp.replace(self.metrics)
+        files.write_text(self.metrics, json.dumps(merged, indent=2) + "\n")
+
+
+def restore(model, optimizer, state: dict, path: Path) -> None:
+    """Load a checkpoint's model (and optimizer) state; one that does not fit is a one-line error."""
+    try:
+        model.load_state_dict(state["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise VitaeError(f"checkpoint {path} does not match its config.json ({str(exc).strip().splitlines()[0]}); "
+                         "it belongs to another model: move it away") from None
 
 
 def load_trained(run: Run, device: str | None = None):
@@ -190,10 +205,7 @@ def load_trained(run: Run, device: str | None = None):
     state = checkpoint.load(run.checkpoint)
     dev = resolve_device(device or config.device)
     model = build_model(config, state["image_shape"])
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise VitaeError(f"checkpoint {run.checkpoint} does not match its config.json ({str(exc).splitlines()[0]})") from None
+    restore(model, None, state, run.checkpoint)
     return config, model.to(dev).eval(), state
 
 
@@ -255,20 +267,42 @@ def _check_resume(stored: Config, requested: Config | None) -> Config:
     return requested
 
 
+def read_log(path: Path) -> list[list[str]]:
+    """``log.csv``'s rows (the header first); a damaged file is an error naming the row."""
+    if not path.is_file():
+        return []
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise VitaeError(f"cannot read {path} ({exc}); move it away to resume without the earlier rows") from None
+    if rows and (not rows[0] or rows[0][0] != "epoch"):
+        raise VitaeError(f"{path} has no header row starting with 'epoch'; move it away to resume without the earlier rows")
+    for number, row in enumerate(rows[1:], 2):
+        if len(row) != len(rows[0]) or not row[0].isdigit():
+            raise VitaeError(f"{path} is damaged at row {number}; move it away to resume without the earlier rows")
+    return rows
+
+
+def _write_log(path: Path, rows: list[list[str]]) -> None:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    files.write_text(path, buffer.getvalue())
+
+
 def _truncate_log(path: Path, epochs_done: int) -> None:
     """Drop log rows of epochs after the checkpoint (they are about to be trained again)."""
-    if not path.is_file():
-        return
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= epochs_done]
-    with path.open("w", newline="") as f:
-        csv.writer(f).writerows(kept)
+    rows = read_log(path)
+    if rows:
+        _write_log(path, rows[:1] + [row for row in rows[1:] if int(row[0]) <= epochs_done])
 
 
 def _open_run(run: Run, config: Config | None, resume: bool) -> tuple[Config, dict | None]:
-    """The run's configuration and, with ``resume``, its checkpoint."""
+    """The run's configuration and, with ``resume``, its checkpoint (``None`` for a run killed
+    before its first checkpoint: it starts again from its stored configuration)."""
     if resume:
+        if run.config.is_file() and not run.checkpoint.exists():
+            return _check_resume(config_module.load_json(run.config), config), None
         run.require()
         return _check_resume(config_module.load_json(run.config), config), checkpoint.load(run.checkpoint)
     if config is None:
@@ -285,7 +319,7 @@ def train(config: Config | None, out: str | Path, *, resume: bool = False, progr
         run = Run(Path(out))
         if not distributed.is_main():
             return _train(config, run, resume, progress)
-        if resume:
+        if resume and not run.config.is_file():
             run.require()
         with lock.exclusive(run.path, create=not resume):  # one writer per run folder
             return _train(config, run, resume, progress)
@@ -309,14 +343,18 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
     optimizer = make_optimizer(model, config.lr)
     start = 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        restore(model, optimizer, state, run.checkpoint)
         _set_rng_state(state["rng"], generator)
         start = state["epoch"]
         if main:
             _truncate_log(run.log, start)
+        if start >= config.epochs:
+            if main:
+                tqdm.write(f"vitae: {run.path} has trained all its {config.epochs} epochs; nothing left to do "
+                           "(pass epochs=N to train it further)", file=sys.stderr)
+            return run
     elif main:
-        run.path.mkdir(parents=True, exist_ok=True)
+        _truncate_log(run.log, 0)  # a run killed before its first checkpoint starts over
         config_module.save_json(config, run.config)
     network = distributed.wrap(model, device)  # after loading: DDP starts from rank 0's parameters
     train_x, test_x = dataset.train.images.to(device), dataset.test.images.to(device)
@@ -376,12 +414,9 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
 
 
 def _append_log(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    """Add one epoch's row: the whole (small) file is replaced atomically, never appended in place."""
+    rows = read_log(path) or [list(row)]
+    _write_log(path, rows + [[str(v) for v in row.values()]])
 
 
 def _diverged(run: Run, epoch: int, step: int | None, value: float) -> None:

@@ -94,16 +94,28 @@ class Transform(nn.Module):
     theta_dim: int = 0
 
     def check_theta(self, theta: torch.Tensor) -> None:
-        if theta.dim() != 2 or theta.shape[1] != self.theta_dim:
-            raise ValueError(
-                f"{self.name}: theta must have shape [B, {self.theta_dim}], got {list(theta.shape)}"
-            )
+        if not isinstance(theta, torch.Tensor) or theta.dim() != 2 or theta.shape[1] != self.theta_dim:
+            got = list(theta.shape) if isinstance(theta, torch.Tensor) else type(theta).__name__
+            raise ValueError(f"{self.name}: theta must have shape [B, {self.theta_dim}], got {got}")
+
+    def check_images(self, images: torch.Tensor, theta: torch.Tensor) -> None:
+        """``images`` must be ``[B, C, H, W]`` with theta's ``B`` (never silently broadcast)."""
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] != theta.shape[0]:
+            got = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"{self.name}: images must have shape [{theta.shape[0]}, C, H, W] (theta's batch), got {got}")
+
+    def check_points(self, points: torch.Tensor, theta: torch.Tensor) -> None:
+        if not isinstance(points, torch.Tensor) or points.dim() != 3 or points.shape[0] != theta.shape[0] \
+                or points.shape[-1] != 2:
+            got = list(points.shape) if isinstance(points, torch.Tensor) else type(points).__name__
+            raise ValueError(f"{self.name}: points must have shape [{theta.shape[0]}, P, 2], got {got}")
 
     def transform_points(self, points: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         raise NotImplementedError
 
     def warp(self, images: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         self.check_theta(theta)
+        self.check_images(images, theta)
         b, _, h, w = images.shape
         grid = identity_grid(b, h, w, device=images.device, dtype=theta.dtype)
         shift = self.transform_points(grid, theta, inverse=inverse) - grid  # exactly 0 at theta = 0
@@ -134,11 +146,13 @@ class MatrixTransform(Transform):
 
     def transform_points(self, points: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         self.check_theta(theta)
+        self.check_points(points, theta)
         m = self.matrix(theta, inverse=inverse)
         return points @ m[:, :, :2].transpose(1, 2) + m[:, :, 2].unsqueeze(1)
 
     def warp(self, images: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         self.check_theta(theta)
+        self.check_images(images, theta)
         return warp_affine(images, self.matrix(theta, inverse=inverse))
 
     def prepare(self, theta: torch.Tensor) -> Callable[..., torch.Tensor]:
@@ -149,6 +163,7 @@ class MatrixTransform(Transform):
         backward = invert_affine(forward)
 
         def warp(images: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+            self.check_images(images, theta)
             return warp_affine(images, backward if inverse else forward)
 
         return warp

@@ -663,8 +663,7 @@ class CPAB(Transform):
 
     def transform_points(self, points: torch.Tensor, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         self.check_theta(theta)
-        if points.dim() != 3 or points.shape[0] != theta.shape[0] or points.shape[-1] != 2:
-            raise ValueError(f"{self.name}: points must have shape [{theta.shape[0]}, P, 2], got {list(points.shape)}")
+        self.check_points(points, theta)
         return self._flow(points, self._tables(theta, inverse))
 
     def prepare(self, theta: torch.Tensor):
@@ -682,9 +681,8 @@ class CPAB(Transform):
         return warp
 
     def _warp_with(self, images: torch.Tensor, theta: torch.Tensor, tables) -> torch.Tensor:
+        self.check_images(images, theta)
         b, _, h, w = images.shape
-        if b != theta.shape[0]:
-            raise ValueError(f"{self.name}: images must have shape [{theta.shape[0]}, C, H, W], got {list(images.shape)}")
         grid = identity_grid(b, h, w, device=images.device, dtype=theta.dtype)
         # the pixel grid and its cells are constants: computed once per size, device and dtype
         shift = self._displacement(grid, tables, grid_key=(b, h, w, images.device, theta.dtype))  # 0 at theta = 0
