@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 
 from conftest import write_mnist_folder
 from vitae import config as config_module
-from vitae import models
+from vitae import collectives, models
 from vitae.errors import DivergedError, VitaeError
 from vitae.models import tcvae
 from vitae.models.base import Inference
@@ -71,10 +71,10 @@ def worker(rank, port, data, out):
         DiagonalGaussian.rsample = without_noise
         for name, overrides in EQUIVALENT.items():
             train(tiny_config(data, **overrides), out / name, progress=False)
-        gather = distributed.gather
-        distributed.gather = lambda tensor: tensor  # the control: per-process batch statistics
+        gather = collectives.gather
+        collectives.gather = lambda tensor: tensor  # the control: per-process batch statistics
         train(tiny_config(data, **EQUIVALENT["dip_vae_ii"]), out / "dip_vae_local", progress=False)
-        distributed.gather = gather
+        collectives.gather = gather
         DiagonalGaussian.rsample = SAMPLE
         train(tiny_config(data, epochs=2, **RESUMED), out / "straight", progress=False)
         train(tiny_config(data, **RESUMED), out / "split", progress=False)

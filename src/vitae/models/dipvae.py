@@ -28,7 +28,7 @@ from vitae.models.base import Inference
 from vitae.models.distributions import DiagonalGaussian
 from vitae.models.networks import Architecture
 from vitae.models.vae import VAE
-from vitae.training import distributed
+from vitae import collectives as distributed
 
 LAMBDA_D_FACTOR = {"i": 10.0, "ii": 1.0}
 

@@ -35,7 +35,7 @@ Chen et al. and disentanglement_lib sweep (1 to 10): the supplement does not giv
 larger than ``N`` (evaluation on a bigger split).
 
 In distributed training the minibatch is the global one: each process evaluates its own samples
-against the posteriors gathered from every process (``vitae.training.distributed.gather``), so
+against the posteriors gathered from every process (``vitae.collectives.gather``), so
 ``N`` processes with batch ``B / N`` compute the loss of one process with batch ``B``. In eval
 mode each process keeps to its own batch.
 """
@@ -52,7 +52,7 @@ from vitae.models.base import Inference
 from vitae.models.distributions import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
 from vitae.models.networks import Architecture
 from vitae.models.vae import VAE
-from vitae.training import distributed
+from vitae import collectives as distributed
 
 
 def mws_log_weights(batch: int, dataset_size: int) -> torch.Tensor:

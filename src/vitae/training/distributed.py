@@ -33,35 +33,15 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_functional
 
+from vitae.collectives import (backend, gather, gather_objects, is_distributed, is_main, mean_over_processes,  # noqa: F401
+                               rank, shard, sum_over_processes, world_size)
 from vitae.errors import VitaeError
 
 TIMEOUT_VARIABLE = "VITAE_DIST_TIMEOUT"
 DEFAULT_TIMEOUT = 300
 
 T = TypeVar("T")
-
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
-def is_main() -> bool:
-    """Rank 0: the one process that writes the run folder and shows progress."""
-    return rank() == 0
-
-
-def backend() -> str:
-    return dist.get_backend() if is_distributed() else "none"
 
 
 def local_rank() -> int:
@@ -132,42 +112,6 @@ def local_batches(batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         usable = len(idx) - len(idx) % size
         if usable:
             yield idx[:usable].chunk(size)[me]
-
-
-def shard(tensor: torch.Tensor) -> torch.Tensor:
-    """This process's contiguous share of ``tensor``'s rows (shares may differ by one row)."""
-    return tensor.tensor_split(world_size())[rank()]
-
-
-def gather(tensor: torch.Tensor) -> torch.Tensor:
-    """Every process's ``tensor`` concatenated along the first axis in rank order, with gradients
-    flowing back to each process's own part."""
-    if not is_distributed():
-        return tensor
-    return torch.cat(dist_functional.all_gather(tensor))
-
-
-def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
-    """The sum of ``tensor`` over processes (a copy; no gradient)."""
-    if not is_distributed():
-        return tensor
-    total = tensor.detach().clone()
-    dist.all_reduce(total)
-    return total
-
-
-def mean_over_processes(tensor: torch.Tensor) -> torch.Tensor:
-    """The mean of ``tensor`` over processes: non-finite on every process if it is on one."""
-    return sum_over_processes(tensor) / world_size() if is_distributed() else tensor
-
-
-def gather_objects(value: T) -> list[T]:
-    """Every process's ``value`` (picklable), in rank order."""
-    if not is_distributed():
-        return [value]
-    values = [None] * world_size()
-    dist.all_gather_object(values, value)
-    return values
 
 
 def from_main(compute: Callable[[], T]) -> T:
