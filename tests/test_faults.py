@@ -331,35 +331,94 @@ def test_bad_scale_files_leave_nothing_behind(case, tmp_path, capsys):
 
 # ---- the Python API -----------------------------------------------------------------------------
 
-def test_transforms_name_the_argument_and_the_shape(capsys):
-    t = transforms.create("affine_diffeo")
-    images, theta = torch.rand(4, 1, 8, 8), torch.zeros(4, t.theta_dim)
-    cases = [
-        (lambda: t.warp(images, theta[:3]), r"images must have shape \[3, C, H, W\]"),
-        (lambda: t.warp(images[:, 0], theta), r"images must have shape \[4, C, H, W\]"),
-        (lambda: t.warp(images, theta[:, :2]), r"theta must have shape \[B, 6\]"),
-        (lambda: t.prepare(theta)(images[:2]), r"images must have shape \[4, C, H, W\]"),
-        (lambda: t.transform_points(torch.zeros(4, 2), theta), r"points must have shape \[4, P, 2\]"),
-        (lambda: t.transform_points(torch.zeros(3, 5, 2), theta), r"points must have shape \[4, P, 2\]"),
-    ]
-    cpab = transforms.create("cpab")
-    cases.append((lambda: cpab.warp(images[:, 0], torch.zeros(4, cpab.theta_dim)), r"images must have shape \[4, C, H, W\]"))
-    for call, message in cases:
-        with pytest.raises(ValueError, match=message):
-            call()
+TRANSFORM_CASES = {
+    "theta_batch": (lambda t, x, th: t.warp(x, th[:3]), r"images must have shape \[3, C, H, W\]"),
+    "images_3d": (lambda t, x, th: t.warp(x[:, 0], th), r"images must have shape \[4, C, H, W\]"),
+    "theta_width": (lambda t, x, th: t.warp(x, th[:, :2]), r"theta must have shape \[B, \d+\]"),
+    "theta_1d": (lambda t, x, th: t.warp(x, th[0]), r"theta must have shape \[B, \d+\]"),
+    "theta_list": (lambda t, x, th: t.warp(x, th.tolist()), r"theta must have shape \[B, \d+\], got list"),
+    "prepared_batch": (lambda t, x, th: t.prepare(th)(x[:2]), r"images must have shape \[4, C, H, W\]"),
+    "points_2d": (lambda t, x, th: t.transform_points(torch.zeros(4, 2), th), r"points must have shape \[4, P, 2\]"),
+    "points_batch": (lambda t, x, th: t.transform_points(torch.zeros(3, 5, 2), th), r"points must have shape \[4, P, 2\]"),
+    "points_3_coordinates": (lambda t, x, th: t.transform_points(torch.zeros(4, 5, 3), th), r"points must have shape \[4, P, 2\]"),
+}
 
 
-@pytest.mark.parametrize("name", ["vae", "cvitae"])
-def test_models_name_the_argument_and_the_shape(name):
-    model = models.create(name, (1, 28, 28))
-    for call, message in [
-        (lambda: model(torch.rand(2, 1, 32, 32)), r"x must be images \[B, 1, 28, 28\], got \[2, 1, 32, 32\]"),
-        (lambda: model(torch.rand(2, 28, 28)), r"x must be images \[B, 1, 28, 28\]"),
-        (lambda: model.encode(torch.rand(2, 3, 28, 28)), r"x must be images"),
-        (lambda: model.reconstruct(torch.rand(2, 784)), r"x must be images"),
-        (lambda: model.log_weights(torch.rand(2, 1, 28, 28), 0), r"n_samples must be a whole number of at least 1"),
-        (lambda: model.sample(-1), r"n must be a whole number of at least 0"),
-        (lambda: model.sample(2.5), r"n must be a whole number"),
-    ]:
-        with pytest.raises(ValueError, match=message):
-            call()
+@pytest.mark.parametrize("case", sorted(TRANSFORM_CASES))
+@pytest.mark.parametrize("family", ["affine", "affine_decomp", "affine_diffeo", "cpab"])
+def test_transforms_name_the_argument_and_the_shape(family, case):
+    t = transforms.create(family)
+    call, message = TRANSFORM_CASES[case]
+    with pytest.raises(ValueError, match=message):
+        call(t, torch.rand(4, 1, 8, 8), torch.zeros(4, t.theta_dim))
+
+
+MODEL_CASES = {
+    "wrong_size": (lambda m: m(torch.rand(2, 1, 32, 32)), r"x must be images \[B, 1, 28, 28\], got \[2, 1, 32, 32\]"),
+    "three_d": (lambda m: m(torch.rand(2, 28, 28)), r"x must be images \[B, 1, 28, 28\]"),
+    "channels": (lambda m: m.encode(torch.rand(2, 3, 28, 28)), r"x must be images"),
+    "flat": (lambda m: m.reconstruct(torch.rand(2, 784)), r"x must be images"),
+    "representation": (lambda m: m.representation(torch.rand(2, 1, 27, 28)), r"x must be images"),
+    "zero_samples": (lambda m: m.log_weights(torch.rand(2, 1, 28, 28), 0), r"n_samples must be a whole number of at least 1"),
+    "negative_sample": (lambda m: m.sample(-1), r"n must be a whole number of at least 0"),
+    "fractional_sample": (lambda m: m.sample(2.5), r"n must be a whole number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MODEL_CASES))
+@pytest.mark.parametrize("name", sorted(models.REGISTRY))
+def test_models_name_the_argument_and_the_shape(name, case):
+    model = models.create(name, (1, 28, 28), dataset_size=100)
+    call, message = MODEL_CASES[case]
+    with pytest.raises(ValueError, match=message):
+        call(model)
+
+
+# ---- the real file system: a small tmpfs, a read-only folder without root's override -----------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 5 MB tmpfs: room for one MNIST VAE run folder (about 3.4 MB) but not for a second checkpoint."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root); the simulated full disk above still runs")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_really_full_disk_keeps_the_checkpoint(run, small_disk, capsys):
+    target = small_disk / "run"
+    shutil.copytree(run, target)
+    before = snapshot(target)
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", "--quiet", "--out", str(target), "epochs=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left" in err[0] and str(target) in err[0]
+    after = snapshot(target)
+    assert after["checkpoint.pt"] == before["checkpoint.pt"] and after["metrics.json"] == before["metrics.json"]
+    assert not [p for p in target.rglob("*") if p.name.endswith(".tmp")]
+
+
+WITHOUT_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
+
+
+@pytest.mark.parametrize("command", [["evaluate", "{run}", "--samples", "2", "--quiet"], ["plot", "{run}"],
+                                     ["train", "--resume", "--quiet", "--out", "{run}", "epochs=2"]])
+def test_a_read_only_run_folder_without_root_override(command, run):
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv to drop the override capabilities")
+    before = snapshot(run)
+    for path in [run, *run.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        done = subprocess.run([*WITHOUT_OVERRIDE, sys.executable, "-m", "vitae", *[a.format(run=run) for a in command]],
+                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    finally:
+        for path in [run, *run.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("vitae: error: "), done.stderr[-1500:]
+    assert "permission denied" in lines[0]
+    assert snapshot(run) == before

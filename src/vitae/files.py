@@ -82,12 +82,23 @@ def _replace(path: Path, write: Callable[[BinaryIO], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise os_error(path, exc) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        cause = _os_cause(exc)
+        if cause is not None:
+            raise os_error(path, cause) from None
         raise
+
+
+def _os_cause(exc: BaseException | None) -> OSError | None:
+    """The ``OSError`` behind ``exc``, if any: torch's zip writer turns a full disk into a
+    ``RuntimeError`` (``inline_container``) raised while handling the ``OSError``."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def write_text(path: Path, text: str) -> None:
