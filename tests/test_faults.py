@@ -178,7 +178,8 @@ DAMAGE = {
     "config_wrong_type": ("config.json", b'{"model": "vae", "epochs": "many"}'),
     "metrics_a_list": ("metrics.json", b"[1, 2]"),
     "metrics_not_json": ("metrics.json", b"{ half"),
-    "checkpoint_random": ("checkpoint.pt", os.urandom(4096)),
+    "checkpoint_random": ("checkpoint.pt", bytes(range(256)) * 16),
+    "checkpoint_random_2": ("checkpoint.pt", b"\x80\x02" + bytes((i * 37) % 256 for i in range(4094))),  # a pickle header
     "checkpoint_empty": ("checkpoint.pt", b""),
     "checkpoint_truncated": ("checkpoint.pt", None),  # the first half of the real one
     "log_garbage_row": ("log.csv", None),  # a row of garbage appended
@@ -385,7 +386,7 @@ def small_disk(tmp_path):
                                            capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root); the simulated full disk above still runs")
     yield mount
-    subprocess.run(["umount", str(mount)], capture_output=True)
+    subprocess.run(["umount", "--lazy", str(mount)], capture_output=True)
 
 
 def test_a_really_full_disk_keeps_the_checkpoint(run, small_disk, capsys):

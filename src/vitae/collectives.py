@@ -6,6 +6,7 @@ with one process every helper is the identity.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
@@ -34,11 +35,6 @@ def is_main() -> bool:
 
 def backend() -> str:
     return dist.get_backend() if is_distributed() else "none"
-
-
-def shard(tensor: torch.Tensor) -> torch.Tensor:
-    """This process's contiguous share of ``tensor``'s rows (shares may differ by one row)."""
-    return tensor.tensor_split(world_size())[rank()]
 
 
 def gather(tensor: torch.Tensor) -> torch.Tensor:
@@ -70,3 +66,31 @@ def gather_objects(value: T) -> list[T]:
     values = [None] * world_size()
     dist.all_gather_object(values, value)
     return values
+
+
+_splitting = False
+
+
+@contextmanager
+def split_batch():
+    """The block trains on this process's rows of a global batch (every process's rows of equal
+    size): ``noise_like`` then draws the global batch's noise."""
+    global _splitting
+    previous, _splitting = _splitting, True
+    try:
+        yield
+    finally:
+        _splitting = previous
+
+
+def noise_like(local: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise of ``local``'s shape. Inside ``split_batch`` with several processes,
+    the noise of the whole global batch ``[W * B, ...]`` is drawn (every process draws the same
+    numbers, from the same seed) and this process's rows are taken: together the processes see
+    the noise that one process training the global batch would, so N processes train the model
+    of one, up to float rounding."""
+    if not (_splitting and is_distributed()):
+        return torch.randn_like(local)
+    n = local.shape[0]
+    full = torch.randn((world_size() * n, *local.shape[1:]), dtype=local.dtype, device=local.device)
+    return full[rank() * n:(rank() + 1) * n]

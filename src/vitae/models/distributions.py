@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vitae import collectives
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -28,7 +30,9 @@ class DiagonalGaussian:
         return self if n == 1 else DiagonalGaussian(self.mean.repeat(n, 1), self.var.repeat(n, 1))
 
     def rsample(self) -> torch.Tensor:
-        return self.mean + self.var.sqrt() * torch.randn_like(self.mean)
+        """A reparameterised sample (under several processes, this process's rows of the global
+        batch's noise: ``vitae.collectives.noise_like``)."""
+        return self.mean + self.var.sqrt() * collectives.noise_like(self.mean)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return -0.5 * ((z - self.mean).pow(2) / self.var + self.var.log() + LOG_2PI).sum(-1)

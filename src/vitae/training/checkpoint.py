@@ -7,7 +7,6 @@ saving, or a full disk, keeps its previous checkpoint. It loads with ``torch.loa
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -22,14 +21,25 @@ def save(state: dict, path: Path) -> None:
     files.replace(path, lambda f: torch.save(state, f))
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load(path: Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise VitaeError(f"no checkpoint at {path}; train the run first (vitae train ... --out {path.parent})")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VitaeError(f"checkpoint {path} is truncated or corrupt ({first_line}); retrain, or restore it from a copy") from None
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():  # never pass on torch's advice to load it unsafely
+            raise VitaeError(f"checkpoint {path} holds objects other than tensors and plain values, so it was not "
+                             "written by vitae train and is not loaded; retrain, or restore it from a copy") from None
+        raise VitaeError(f"checkpoint {path} is truncated or corrupt ({_first_line(exc)}); retrain, or restore it "
+                         "from a copy") from None
+    except Exception as exc:  # noqa: BLE001 (random bytes reach torch's unpickler in many ways)
+        raise VitaeError(f"checkpoint {path} is truncated or corrupt ({_first_line(exc)}); retrain, or restore it "
+                         "from a copy") from None
     missing = {"model", "optimizer", "epoch", "rng", "config"} - set(state) if isinstance(state, dict) else {"all keys"}
     if missing:
         raise VitaeError(f"checkpoint {path} lacks {sorted(missing)}; it was not written by vitae train")

@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 
 from vitae.collectives import (backend, gather, gather_objects, is_distributed, is_main, mean_over_processes,  # noqa: F401
-                               rank, shard, sum_over_processes, world_size)
+                               noise_like, rank, split_batch, sum_over_processes, world_size)
 from vitae.errors import VitaeError
 
 TIMEOUT_VARIABLE = "VITAE_DIST_TIMEOUT"

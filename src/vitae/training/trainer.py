@@ -9,7 +9,9 @@ as an uninterrupted one.
 
 Under ``torchrun`` with several processes the same loop trains with DistributedDataParallel
 (``vitae.training.distributed``): ``batch_size`` is the global batch, each process trains on its
-chunk of it, and rank 0 alone writes the run folder and shows progress.
+chunk of it with its rows of the global batch's noise (``vitae.collectives.noise_like``), so N
+processes train the model of one up to float rounding; every process evaluates the whole test set
+(the same numbers as one process), and rank 0 alone writes the run folder and shows progress.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from vitae import collectives
 from vitae import config as config_module
 from vitae import files
 from vitae import data as data_module
@@ -247,16 +250,6 @@ def evaluate_elbo(model, images: torch.Tensor, batch_size: int) -> dict[str, flo
     return {key: value / images.shape[0] for key, value in totals.items()}
 
 
-def evaluate_elbo_sharded(model, images: torch.Tensor, batch_size: int) -> dict[str, float]:
-    """``evaluate_elbo`` over all of ``images``, each process evaluating its share."""
-    if not distributed.is_distributed():
-        return evaluate_elbo(model, images, batch_size)
-    share = distributed.shard(images)
-    means = evaluate_elbo(model, share, batch_size)
-    totals = distributed.sum_over_processes(torch.tensor([means[k] * len(share) for k in sorted(means)], dtype=torch.float64))
-    return {key: (total / len(images)).item() for key, total in zip(sorted(means), totals)}
-
-
 def _check_resume(stored: Config, requested: Config | None) -> Config:
     if requested is None:
         return stored
@@ -334,8 +327,9 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
     distributed.check_batch_size(config.batch_size)
     main, processes = distributed.is_main(), distributed.world_size()
     device = training_device(config.device)
-    torch.manual_seed(config.seed + distributed.rank())  # noise differs between processes ...
-    generator = torch.Generator().manual_seed(config.seed)  # ... the data order does not
+    # every process draws the same noise and the same data order: each takes its rows of both
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
     dataset = load_data(config)
     model = build_model(config, dataset.image_shape, len(dataset.train)).to(device)
     if config.amp:
@@ -386,7 +380,8 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
         warps = augment.draw(len(train_x), generator) if augment is not None else None
         for step, idx in enumerate(distributed.local_batches(batches)):
             x = train_x[idx] if warps is None else augment.warp(train_x[idx], warps[idx])
-            out = network(x, kl_weight=w)
+            with collectives.split_batch():  # this process's rows of the global batch's noise
+                out = network(x, kl_weight=w)
             loss = distributed.mean_over_processes(out.loss.detach())  # the global batch's loss
             if not torch.isfinite(loss):
                 _diverged(run, epoch, step, loss.item())
@@ -399,7 +394,7 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
                 sums[key] = sums.get(key, 0.0) + value
         seconds = time.perf_counter() - started
         model.eval()
-        test = evaluate_elbo_sharded(model, test_x, config.eval_batch_size)
+        test = evaluate_elbo(model, test_x, config.eval_batch_size)
         row = {"epoch": epoch, "kl_weight": w, "train_loss": float(sums["loss"]) / count,
                "train_elbo": float(distributed.sum_over_processes(sums["elbo"])) / count,
                **{f"test_{k}": v for k, v in test.items()}, "seconds": seconds}
