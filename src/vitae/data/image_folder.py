@@ -46,10 +46,11 @@ def cache_dir() -> Path:
 
 def target_size(size) -> tuple[int, int]:
     """``(height, width)`` from an int (a square) or a pair."""
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
-    if height < 1 or width < 1:
-        raise VitaeError(f"image size must be positive, got {size}")
-    return int(height), int(width)
+    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 4096 for n in pair)):
+        raise VitaeError(f"data_options.size must be a whole number or two (height, width), each 1 to 4096, got {size!r}")
+    return int(pair[0]), int(pair[1])
 
 
 def decode(path: Path, size: tuple[int, int], channels: int, crop: bool) -> np.ndarray:

@@ -138,6 +138,19 @@ def load_data(config: Config) -> data_module.Dataset:
     return data_module.create(config.data, config.data_root or None, **config.data_options)
 
 
+def check_pixels(dataset: data_module.Dataset, likelihood: str) -> None:
+    """Every image finite, and in [0, 1] for the Bernoulli likelihood: checked once per run, on
+    the data as loaded (before any GPU), not in the training step."""
+    for name, split in (("training", dataset.train), ("test", dataset.test)):
+        images = split.images
+        if not torch.isfinite(images).all():
+            raise VitaeError(f"the {name} images of '{dataset.name}' hold NaN or infinite pixels; fix the data")
+        if likelihood == "bernoulli" and (images.min() < 0 or images.max() > 1):
+            raise VitaeError(f"the {name} images of '{dataset.name}' have pixels in [{images.min().item():g}, "
+                             f"{images.max().item():g}], outside [0, 1] as the Bernoulli likelihood needs; rescale "
+                             "them or use likelihood=gaussian")
+
+
 @dataclass
 class Run:
     """The files of one run folder."""
@@ -351,6 +364,7 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
         _truncate_log(run.log, 0)  # a run killed before its first checkpoint starts over
         config_module.save_json(config, run.config)
     network = distributed.wrap(model, device)  # after loading: DDP starts from rank 0's parameters
+    check_pixels(dataset, config.likelihood)
     train_x, test_x = dataset.train.images.to(device), dataset.test.images.to(device)
     augment = dataset.train.augment
 

@@ -141,6 +141,14 @@ def constraints(nx: int, ny: int, zero_boundary: bool, volume_preservation: bool
     return np.stack(rows)
 
 
+MAX_BASIS_BYTES = 2**30  # the SVD behind the basis; [16, 16] is the largest square tessellation within it
+
+
+def basis_bytes(nx: int, ny: int) -> int:
+    """Memory of the SVD behind ``basis``: three float64 matrices of ``6 * 4 nx ny`` squared."""
+    return 3 * 8 * (24 * nx * ny) ** 2
+
+
 @functools.lru_cache(maxsize=None)
 def basis(nx: int, ny: int, zero_boundary: bool = True, volume_preservation: bool = False) -> np.ndarray:
     """Orthonormal basis ``[6 * 4 nx ny, d]`` of the valid fields (the null space of the
@@ -531,6 +539,11 @@ class CPAB(Transform):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise VitaeError(f"cpab: {key} must be a positive integer, got {value!r}")
         self.nx, self.ny = sizes
+        needed = basis_bytes(*sizes)
+        if needed > MAX_BASIS_BYTES:
+            raise VitaeError(f"cpab: tessellation {list(sizes)} needs about {needed / 2**30:.1f} GiB for its field basis "
+                             f"(an SVD of {24 * sizes[0] * sizes[1]} x {24 * sizes[0] * sizes[1]}); use at most "
+                             f"{MAX_BASIS_BYTES / 2**30:.0f} GiB worth, e.g. [16, 16] (the paper uses [2, 4] and [4, 4])")
         self.zero_boundary, self.volume_preservation = bool(zero_boundary), bool(volume_preservation)
         self.n_steps, self.n_sub = n_steps, n_sub
         self.n_cells = 4 * self.nx * self.ny
