@@ -16,8 +16,7 @@ from pathlib import Path
 
 from vitae import config as config_module
 from vitae.reproduce import config_file
-from vitae.training.trainer import cpu_has_bfloat16, train
-from vitae.training.trainer import load_trained, load_data, evaluate_elbo, Run
+from vitae.training.trainer import Run, cpu_has_bfloat16, evaluate_elbo, load_data, load_trained, train
 
 
 def test_elbo(path: Path) -> float:
