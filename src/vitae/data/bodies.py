@@ -21,21 +21,35 @@ The body: by default the "wooden" skinned mannequin of PyPI ``mannequin-x`` (num
 shape calibration; its 10 coefficients follow SMPL-X's shape space). With ``model_path`` pointing
 at licensed SMPL model files, the same generator poses the real SMPL body through ``smplx``.
 
+Shape: as in SMPL, where for a fixed pose the posed vertices are linear in the shape coefficients
+(linear shape blend shapes, joints regressed linearly from them, rigid rotations), every image is
+``V0[pose] + sum_k beta_k D_k[pose]``: the body at ``beta = 0`` and its change per unit of each
+coefficient, taken from the body model once per pose when the generator is made (44 evaluations).
+For SMPL this is the model itself. The mannequin's own calibration is not quite linear: its bodies
+depart from the basis by under a millimetre for typical shapes and by up to 8 mm (about a pixel at
+400 x 200) with every coefficient at 5 standard deviations, which moves under 1% of a body's
+silhouette pixels (``tests/data/test_bodies.py`` bounds it; ``python benchmarks/factors.py``
+prints both renderers' rates). The basis poses a batch of bodies with one matrix product instead
+of one model call each; ``exact_shapes=True`` calls the body model for every image instead.
+
 Image: an orthographic view from the front (camera on +z), the body's left on the image's right,
 a fixed window 2.8 m high centred 0.45 m below the pelvis (a fixed scale, so the shape's effect on
 size shows; the largest bodies' hands may touch the border). Pixels of the body are shaded
-``0.3 + 0.7 |n_z|`` by the normal of the nearest triangle (a z-buffer), the background is 0.
-Default 400x200 (height x width) as in the paper; float32 images take 320 KB each.
+``0.3 + 0.7 |n_z|`` by the normal of the nearest triangle (a z-buffer, ``vitae.data.rasterise``,
+a batch at a time), the background is 0. Default 400x200 (height x width) as in the paper;
+float32 images take 320 KB each.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from statistics import NormalDist
 
 import numpy as np
 import torch
 
 from vitae.data.base import Dataset, Split
+from vitae.data.rasterise import rasterise
 from vitae.data.ground_truth_data import Factor, GroundTruthData, cache_path, generate, save_atomically, split_seeds, to_dataset
 from vitae.errors import VitaeError
 
@@ -50,7 +64,8 @@ POSES = np.pi * np.array([  # columns: L_Shoulder, R_Shoulder, L_Elbow, R_Elbow 
 ARM_JOINTS = (16, 17, 18, 19)  # SMPL joint numbers of L/R shoulder and L/R elbow; body_pose row = joint - 1
 VIEW_HEIGHT = 2.8  # metres shown from top to bottom of the image
 VIEW_CENTRE = (0.0, -0.45)  # metres (x, y) at the image centre; the pelvis is at the origin
-RENDER_VERSION = 1
+RENDER_VERSION = 2  # 2: shapes through the linear basis, batched z-buffer
+RENDER_BATCH = 16  # bodies posed and rasterised together (a few hundred MB of working memory at 400 x 200)
 INSTALL_BODIES = "pip install 'vitae-perspective[bodies]'"
 
 
@@ -99,14 +114,42 @@ class SmplBody:
         return out.vertices[0].double().numpy()
 
 
+class ShapeBasis:
+    """The posed vertices of ``body`` as a linear function of the shape, per pose of ``POSES``:
+    ``vertices(shape, pose) = V0[pose] + shape @ D[pose]`` with ``V0`` the body at shape 0 and
+    ``D_k`` its change for a unit of coefficient ``k`` (exact for SMPL; see the module's note)."""
+
+    def __init__(self, body, num_shape: int):
+        eye = np.eye(num_shape)
+        self.rest, self.directions = [], []
+        for angles in POSES:
+            rest = body.vertices(np.zeros(num_shape), angles)
+            self.rest.append(rest)
+            self.directions.append(np.stack([body.vertices(e, angles) - rest for e in eye]).reshape(num_shape, -1))
+
+    def vertices(self, shape: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """Vertices ``[N, V, 3]`` for shapes ``[N, num_shape]`` and pose indices ``[N]``."""
+        out = np.empty((len(shape), *self.rest[0].shape))
+        for p in np.unique(pose):
+            rows = np.flatnonzero(pose == p)
+            out[rows] = self.rest[p] + (shape[rows] @ self.directions[p]).reshape(len(rows), *self.rest[p].shape)
+        return out
+
+
 class BodiesData(GroundTruthData):
     name = "bodies"
     deterministic_render = True  # the image is a function of the factors alone
 
-    def __init__(self, *, num_shape: int = 10, height: int = 400, width: int = 200, model_path: str | None = None):
+    def __init__(self, *, num_shape: int = 10, height: int = 400, width: int = 200, model_path: str | None = None,
+                 exact_shapes: bool = False):
         self.body = SmplBody(model_path, num_shape) if model_path else MannequinBody()
         if not 1 <= num_shape <= self.body.num_shape:
             raise VitaeError(f"bodies: num_shape must be in 1..{self.body.num_shape}, got {num_shape}")
+        if not isinstance(exact_shapes, bool):
+            raise VitaeError(f"bodies: exact_shapes must be true or false, got {exact_shapes!r}")
+        self.exact_shapes = exact_shapes
+        self.faces = np.asarray(self.body.faces, dtype=np.int64)
+        self.basis = None if exact_shapes else ShapeBasis(self.body, num_shape)
         self.observation_shape = (1, height, width)
         edges = np.array([NormalDist(0, SHAPE_STD).inv_cdf(q / NUM_BINS) for q in range(1, NUM_BINS)])  # equiprobable
         limit = 5 * SHAPE_STD
@@ -119,76 +162,43 @@ class BodiesData(GroundTruthData):
 
     def render(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         _, height, width = self.observation_shape
-        images = np.stack([
-            rasterise(self.body.vertices(row[:-1], POSES[int(row[-1])]), self.body.faces, height, width)
-            for row in factors])
-        return torch.from_numpy(images).unsqueeze(1)
+        parts = np.array_split(factors, max(1, -(-len(factors) // RENDER_BATCH)))
 
+        def draw(part):
+            return rasterise(self.vertices(part), self.faces, height, width, view_height=VIEW_HEIGHT,
+                             view_centre=VIEW_CENTRE)
 
-def rasterise(vertices: np.ndarray, faces: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Orthographic z-buffered rendering of a triangle mesh, ``[height, width]`` float32.
+        # numpy and torch release the GIL in their loops, so batches render in parallel on threads
+        with ThreadPoolExecutor(max_workers=max(1, min(torch.get_num_threads(), len(parts)))) as pool:
+            return torch.cat(list(pool.map(draw, parts))).unsqueeze(1)
 
-    Convention: world x to the right, y up; the camera looks down -z, so the largest z is nearest.
-    ``VIEW_HEIGHT`` metres span the image height, ``VIEW_CENTRE`` is its centre. A pixel belongs
-    to a triangle when its centre lies inside it (no anti-aliasing).
-    """
-    ppm = height / VIEW_HEIGHT
-    px = (vertices[:, 0] - VIEW_CENTRE[0]) * ppm + width / 2
-    py = (VIEW_CENTRE[1] - vertices[:, 1]) * ppm + height / 2
-    tri = np.stack([px[faces], py[faces]], axis=-1)  # [F, 3, 2]
-    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
-    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    # candidate pixels: the integer pixels whose centres (i + 0.5) fall in each triangle's box
-    lo = np.maximum(np.ceil(tri.min(axis=1) - 0.5).astype(np.int64), 0)
-    hi = np.minimum(np.floor(tri.max(axis=1) - 0.5).astype(np.int64), [width - 1, height - 1])
-    nx, ny = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
-    face = np.nonzero((nx > 0) & (ny > 0) & (np.abs(area) > 1e-12))[0]
-    count = nx[face] * ny[face]
-    f = np.repeat(face, count)
-    k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    col = lo[f, 0] + k % nx[f]
-    row = lo[f, 1] + k // nx[f]
-    # barycentric coordinates of the pixel centre
-    qx, qy = col + 0.5 - tri[f, 0, 0], row + 0.5 - tri[f, 0, 1]
-    a = (qx * e2[f, 1] - qy * e2[f, 0]) / area[f]
-    b = (e1[f, 0] * qy - e1[f, 1] * qx) / area[f]
-    inside = (a >= 0) & (b >= 0) & (a + b <= 1)
-    f, col, row, a, b = f[inside], col[inside], row[inside], a[inside], b[inside]
-    z = vertices[:, 2][faces[f]]
-    depth = z[:, 0] + a * (z[:, 1] - z[:, 0]) + b * (z[:, 2] - z[:, 0])
-    # z-buffer: per pixel keep the nearest fragment (largest depth)
-    pixel = row * width + col
-    order = np.lexsort((-depth, pixel))
-    pixel, f = pixel[order], f[order]
-    nearest = np.ones(len(pixel), dtype=bool)
-    nearest[1:] = pixel[1:] != pixel[:-1]
-    pixel, f = pixel[nearest], f[nearest]
-    corners = vertices[faces[f]]
-    normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    nz = np.abs(normal[:, 2]) / np.maximum(np.linalg.norm(normal, axis=1), 1e-12)
-    image = np.zeros(height * width, dtype=np.float32)
-    image[pixel] = 0.3 + 0.7 * nz
-    return image.reshape(height, width)
+    def vertices(self, factors: np.ndarray) -> np.ndarray:
+        """Posed vertices ``[N, V, 3]`` of the bodies with ``factors`` (shape coefficients, then pose)."""
+        pose = factors[:, -1].astype(np.int64)
+        if self.basis is not None:
+            return self.basis.vertices(factors[:, :-1], pose)
+        return np.stack([self.body.vertices(row[:-1], POSES[p]) for row, p in zip(factors, pose)])
 
 
 def ground_truth(root=None, *, num_shape: int = 10, height: int = 400, width: int = 200, model_path: str | None = None,
-                 n_train=None, n_test=None, seed=None, cache=None) -> BodiesData:
+                 exact_shapes: bool = False, n_train=None, n_test=None, seed=None, cache=None) -> BodiesData:
     """The generator behind ``load`` (the split options are accepted and not needed)."""
-    return BodiesData(num_shape=num_shape, height=height, width=width, model_path=model_path)
+    return BodiesData(num_shape=num_shape, height=height, width=width, model_path=model_path, exact_shapes=exact_shapes)
 
 
 def load(root=None, *, n_train: int = 2000, n_test: int = 500, seed: int = 0, num_shape: int = 10,
-         height: int = 400, width: int = 200, model_path: str | None = None, cache: bool = True) -> Dataset:
+         height: int = 400, width: int = 200, model_path: str | None = None, exact_shapes: bool = False,
+         cache: bool = True) -> Dataset:
     """Train and test splits of rendered bodies; ``labels`` are the pose.
 
-    About 20 images a second on one core with the mannequin, so the default 2,500 take about two
-    minutes the first time; they are cached on disk (8-bit) keyed by their parameters.
+    Rendered a batch at a time (``python benchmarks/bodies_render.py`` prints the rate) and cached
+    on disk (8-bit) keyed by their parameters, so only the first load renders.
     """
     if root:
         raise VitaeError("the bodies data set is generated, it reads no data_root; leave data_root out")
-    data = BodiesData(num_shape=num_shape, height=height, width=width, model_path=model_path)
+    data = BodiesData(num_shape=num_shape, height=height, width=width, model_path=model_path, exact_shapes=exact_shapes)
     params = dict(version=RENDER_VERSION, n_train=n_train, n_test=n_test, seed=seed, num_shape=num_shape,
-                  height=height, width=width, model_path=str(model_path))
+                  height=height, width=width, model_path=str(model_path), exact_shapes=exact_shapes)
     path = cache_path("bodies", params)
     if cache and path.is_file():
         with np.load(path) as stored:
