@@ -42,9 +42,9 @@ SPECS = {
         config="configs/mnist_vae.toml", overrides=["epochs=20", "warmup=10", "lr=1e-3"],
         samples=100),
     "sprites_cvitae": dict(
-        description="C-VITAE on dSprites (2 + 2 latents), 10,000 training images, lr 1e-3, 15 epochs",
+        description="C-VITAE on dSprites (2 + 2 latents), 10,000 training images, lr 1e-3, 50 epochs (warm-up 10)",
         config="configs/sprites_cvitae.toml",
-        overrides=["epochs=15", "warmup=8", "lr=1e-3", "data_options={n_train=10000, n_test=1000}", SPRITES_METRICS],
+        overrides=["epochs=50", "warmup=10", "lr=1e-3", "data_options={n_train=10000, n_test=1000}", SPRITES_METRICS],
         samples=50),
 }
 
