@@ -53,7 +53,7 @@ def git_commit() -> dict:
     def git(*args) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-    dirty = [line for line in git("status", "--porcelain").splitlines()
+    dirty = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
              if "src/vitae/pretrained/" not in line and "runs/" not in line]
     return {"commit": git("rev-parse", "HEAD") or "unknown", "dirty": bool(dirty)}
 

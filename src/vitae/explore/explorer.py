@@ -140,8 +140,7 @@ class Explorer:
         moved = model.transform.transform_points(points, gamma, inverse=True)[0].cpu()
         _, height, width = model.image_shape
         pixels = torch.stack([(moved[:, 0] + 1) * width / 2, (moved[:, 1] + 1) * height / 2], 1)
-        return [[[round(float(x), 3), round(float(y), 3)] for x, y in line]
-                for line in pixels.view(len(lines), GRID_POINTS, 2)]
+        return [[[round(x, 3), round(y, 3)] for x, y in line] for line in pixels.view(len(lines), GRID_POINTS, 2).tolist()]
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> dict:
