@@ -28,6 +28,7 @@ from vitae.explore.explorer import Explorer
 
 MAX_UPLOAD = 2 * 1024 * 1024  # bytes of an uploaded image
 MAX_JSON = 64 * 1024  # bytes of a JSON request
+MAX_DISCARD = 64 * 1024 * 1024  # a refused body up to this size is read away before the answer
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 PAGE = Path(__file__).with_name("page.html")
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
@@ -135,9 +136,20 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise RequestError(411, f"send {what} with a Content-Length")
         if int(length) > limit:
-            self.close_connection = True  # the body is not read: the connection cannot be reused
+            self._discard(int(length))
             raise RequestError(413, f"{what} may be at most {limit // 1024} KiB, this one is {int(length) // 1024} KiB")
         return self.rfile.read(int(length))
+
+    def _discard(self, length: int) -> None:
+        """Read a refused body away in chunks (kept nowhere), so that the client, still sending it,
+        gets the answer instead of a reset connection; past ``MAX_DISCARD`` just hang up."""
+        self.close_connection = True
+        if length <= MAX_DISCARD:
+            while length > 0:
+                chunk = self.rfile.read(min(length, 1 << 16))
+                if not chunk:
+                    break
+                length -= len(chunk)
 
     def _read_json(self):
         try:
