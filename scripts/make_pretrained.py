@@ -5,8 +5,9 @@
 Each model trains with ``vitae train`` on a shipped config at few epochs into ``BUILD/NAME`` (a
 finished run there is reused), its parameters are rounded to float16 into
 ``src/vitae/pretrained/NAME/weights.pt``, and the rounded model is evaluated as ``vitae evaluate``
-does; ``info.json`` records this command, the commit and versions that made it and the training
-time. Rerunning it on the same machine gives the same files.
+does; ``info.json`` records this command, the commit that made the files (``dirty``: tracked files
+differed from it), the versions and the training time from the run's log. Rerunning it on the same
+machine gives the same weights and numbers (training is deterministic there), only the timings move.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import json
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -67,9 +67,7 @@ def make(name: str, build: Path, command: str) -> dict:
     spec = SPECS[name]
     config = config_module.load(ROOT / spec["config"], spec["overrides"])
     run = Run(build / name)
-    started = time.perf_counter()
     train(config, run.path, resume=run.exists())
-    wall = time.perf_counter() - started
     stored, model, state = load_trained(run, "cpu")
     out = pretrained.ROOT / name
     out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +79,7 @@ def make(name: str, build: Path, command: str) -> dict:
         "train_command": shlex.join(["vitae", "train", spec["config"], *spec["overrides"], "--out", str(run.path)]),
         **git_commit(), "vitae_version": vitae.__version__, "torch_version": torch.__version__,
         "epochs_trained": state["epoch"], "training_seconds": round(training_seconds(run.log), 1),
-        "wall_seconds_this_call": round(wall, 1), "parameters_dtype": "float16",
+        "parameters_dtype": "float16",
     }
     files.write_text(out / "info.json", json.dumps(info, indent=2) + "\n")
     config, rounded, state = pretrained.open_model(name)  # the shipped (rounded) model is the one evaluated

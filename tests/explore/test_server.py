@@ -187,6 +187,8 @@ def test_explorer_checks_its_arguments(shipped):
     _, model, _ = shipped
     with pytest.raises(ValueError, match=r"images must be \[N, 1, 28, 28\]"):
         Explorer(model, torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="n must be a whole number"):
+        for_run(shipped[0], model, n=0)
     with pytest.raises(Exception, match="port must be"):
         make_server(shipped[2], port=70000)
 

@@ -193,6 +193,8 @@ def for_run(config, model, name: str = "", n: int = TEST_IMAGES) -> Explorer:
     (seeded by the config's seed) and rendered from them, else the first of the test split."""
     from vitae import data as data_module
 
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a whole number of at least 1, got {n!r}")
     truth = data_module.ground_truth(config.data, config.data_root or None, **config.data_options)
     if truth is not None and tuple(truth.observation_shape) == tuple(model.image_shape):
         factors, images = truth.sample(n, np.random.default_rng(config.seed))
