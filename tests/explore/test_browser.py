@@ -45,7 +45,8 @@ def page_of_shipped_model():
     sync_playwright, chromium = _browser_or_skip()
     config, model, _, _ = pretrained.load_run("pretrained:mnist_cvitae")
     explorer = for_run(config, model, name="pretrained:mnist_cvitae")
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []  # Chromium's sandbox refuses to run as root
+    # Chromium's sandbox refuses to run as root; containers often have a tiny /dev/shm
+    args = ["--disable-dev-shm-usage"] + (["--no-sandbox"] if os.geteuid() == 0 else [])
     with serving(explorer) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=args)
         page = browser.new_page(viewport=VIEWPORT)
