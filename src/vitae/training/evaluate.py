@@ -30,19 +30,33 @@ def evaluate(out: str | Path, *, samples: int | None = None, limit: int | None =
              progress: bool = True, truth=None) -> dict:
     """Evaluate the run in ``out`` on its test set (the first ``limit`` images when given).
     ``truth`` replaces the generator of the metrics' factors (e.g. one that caches its renders)."""
-    for name, value in (("samples", samples), ("limit", limit)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise VitaeError(f"{name} must be a whole number of at least 1, got {value!r}")
+    _check_counts(samples, limit)
     run = Run(Path(out))
     run.require()
     with lock.exclusive(run.path):  # one writer per run folder
         return _evaluate(run, samples, limit, device, progress, truth)
 
 
+def _check_counts(samples, limit) -> None:
+    for name, value in (("samples", samples), ("limit", limit)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise VitaeError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
 def _evaluate(run: Run, samples, limit, device, progress, truth) -> dict:
+    config, model, state = load_trained(run, device)
+    metrics = evaluate_model(config, model, state, samples=samples, limit=limit, progress=progress, truth=truth)
+    run.write_metrics(metrics)
+    return metrics
+
+
+def evaluate_model(config, model, state: dict, *, samples: int | None = None, limit: int | None = None,
+                   progress: bool = True, truth=None) -> dict:
+    """The numbers of ``evaluate`` for a loaded model (``state``: its ``epoch`` and ``image_shape``),
+    written nowhere."""
     from vitae.metrics.disentanglement import check_options
 
-    config, model, state = load_trained(run, device)
+    _check_counts(samples, limit)
     truth = truth if truth is not None else metric_truth(config)
     check_options(truth, **config.metric_options)  # a misspelled option is an error now, not after log p(x)
     dev = next(model.parameters()).device
@@ -62,7 +76,6 @@ def _evaluate(run: Run, samples, limit, device, progress, truth) -> dict:
     }
     metrics.update(disentanglement(config, model, truth, tuple(state["image_shape"])))
     metrics["evaluation_seconds"] = time.perf_counter() - started
-    run.write_metrics(metrics)
     return metrics
 
 
