@@ -116,7 +116,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test ELBO, importance-weighted log p(x) and metrics into DIR/metrics.json",
                        description="Evaluate a trained run on its test set and merge the numbers into DIR/metrics.json.")
     p.add_argument("run", help="run folder written by vitae train")
-    p.add_argument("--samples", type=int, default=None, help="importance samples per image for log p(x) (default: the config's eval_samples, 1000)")
+    p.add_argument("--samples", type=int, default=None, help="importance samples per image for log p(x) (default: the config's eval_samples: 1000 in "
+                                                                    "configs/, 250 in the demo's; time grows in proportion)")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images only")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the run's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

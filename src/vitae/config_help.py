@@ -14,12 +14,12 @@ from vitae.config import Config
 HELP = {
     "model": "model family: vae, beta_vae, beta_tcvae, dip_vae, uvitae or cvitae",
     "data": "data set: mnist, affine_mnist, sprites, bodies, faces or images (a folder, with data_root)",
-    "data_root": "folder of your own files (MNIST IDX files, CelebA, images); empty: the shipped or generated data",
-    "data_options": "keywords of the data set, e.g. {n_train=5000, n_test=1000} or, for images, {size=64, channels=1}",
+    "data_root": "folder of your own files (MNIST IDX, CelebA, images); empty: the shipped or generated data",
+    "data_options": "keywords of the data set, e.g. {n_train=5000, n_test=1000}; images: {size=64, channels=1}",
     "architecture": "encoder and decoder networks: mnist_mlp, sprites_mlp, smpl_mlp, celeba_conv or mlp (any size)",
     "likelihood": "p(x | z): bernoulli (pixels in [0, 1]) or gaussian",
     "likelihood_options": "keywords of the likelihood, e.g. gaussian's {variance=0.1, learned=true}",
-    "transform": "perspective transformation T_gamma of the VITAE models: affine, affine_decomp, affine_diffeo or cpab",
+    "transform": "perspective transformation T_gamma (VITAE models): affine, affine_decomp, affine_diffeo, cpab",
     "transform_options": "keywords of the transformation, e.g. cpab's {tessellation=[2, 4], zero_boundary=true}",
     "latent_dim": "latent dimensions of the VAE-type models",
     "appearance_dim": "dimensions of the appearance code z_A (VITAE models)",
@@ -37,7 +37,7 @@ HELP = {
     "checkpoint_every": "epochs between checkpoints (the last epoch is always saved)",
     "eval_batch_size": "images per batch when computing the test ELBO and representations",
     "eval_samples": "importance samples per test image for log p(x) in vitae evaluate (its --samples overrides)",
-    "metric_options": "sample sizes of the disentanglement metrics, e.g. {num_train=5000}; also dci_estimator, protocols",
+    "metric_options": "disentanglement metrics' sample sizes, e.g. {num_train=5000}; also dci_estimator, protocols",
     "metric_data": "data set whose known factors the metrics score; empty: the training data's own",
 }
 
