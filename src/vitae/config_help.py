@@ -42,8 +42,15 @@ HELP = {
 }
 
 
+UNSET = "(unset)"  # a None default: TOML has no null, so the key is left out of a TOML file
+
+
 def type_name(field: dataclasses.Field) -> str:
     return field.type if isinstance(field.type, str) else field.type.__name__
+
+
+def shown(item) -> str:
+    return UNSET if item is None else toml_write.value(item)
 
 
 def keys_text() -> str:
@@ -52,7 +59,7 @@ def keys_text() -> str:
              "`vitae config show CONFIG [KEY=VALUE ...]` prints a configuration resolved):"]
     defaults = Config()
     for field in dataclasses.fields(Config):
-        lines.append(f"  {field.name} = {toml_write.value(getattr(defaults, field.name))}  ({type_name(field)})")
+        lines.append(f"  {field.name} = {shown(getattr(defaults, field.name))}  ({type_name(field)})")
         lines.append(f"      {HELP.get(field.name, '(no help line yet)')}")
     return "\n".join(lines)
 
@@ -63,5 +70,5 @@ def to_toml(config: Config, header: str = "") -> str:
     lines = [f"# {line}" for line in header.splitlines()]
     for name, item in config.to_dict().items():
         meaning = f"  # {HELP[name]}" if name in HELP else ""
-        lines.append(f"{name} = {toml_write.value(item)}{meaning}")
+        lines.append(f"# {name}: {UNSET}{meaning}" if item is None else f"{name} = {toml_write.value(item)}{meaning}")
     return "\n".join(lines) + "\n"
