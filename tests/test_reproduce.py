@@ -23,7 +23,7 @@ from vitae.training import checkpoint
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    """``vitae reproduce all --scale quick`` once for the module (about a minute)."""
+    """``vitae reproduce all --scale quick`` once for the module (a few minutes on 2 cores)."""
     out = tmp_path_factory.mktemp("quick")
     assert main(["reproduce", "all", "--scale", "quick", "--out", str(out), "--quiet"]) == 0
     return out

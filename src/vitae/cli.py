@@ -4,7 +4,8 @@
     vitae evaluate DIR [--samples K] [--out DIR2]
     vitae plot DIR [--out DIR2]
     vitae explore DIR [--host H] [--port P]
-    vitae reproduce TARGET --scale quick|medium|paper --out DIR
+    vitae reproduce TARGET --scale quick|medium|long|paper --out DIR
+    vitae config show [CONFIG] [KEY=VALUE ...]
 
 Bad input ends with one line ``vitae: error: ...`` and exit status 2; a diverged run with exit
 status 3 (recorded in its ``metrics.json``). An interrupt ends with one line ``vitae: interrupted
@@ -20,12 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
+import tomllib
+from importlib import resources
 from pathlib import Path
 
 from vitae import config as config_module
-from vitae import files
+from vitae import config_help, files
 from vitae.errors import DivergedError, VitaeError
 
 
@@ -122,11 +126,32 @@ def cmd_reproduce(args) -> None:
     print(f"written: {path}")
 
 
+def cmd_config_show(args) -> None:
+    if args.config is not None and "=" in args.config and not Path(args.config).exists():
+        args.overrides.insert(0, args.config)  # `vitae config show epochs=20`: the defaults, changed
+        args.config = None
+    if args.config is not None and Path(args.config).is_dir():  # a run folder
+        config = config_module.override(config_module.load_json(Path(args.config) / "config.json"), args.overrides)
+    else:
+        config = config_module.load(args.config, args.overrides)
+    shown = shlex.join(["vitae", "config", "show", *([args.config] if args.config else []), *args.overrides])
+    print(config_help.to_toml(config, f"{shown}\nthe resolved configuration; `vitae train THIS.toml --out DIR` trains it"), end="")
+
+
+def scales_text() -> str:
+    """The shipped scales, each with the description (and duration) its own file gives."""
+    folder = resources.files("vitae") / "reproduce" / "scales"
+    described = [f"{name} ({tomllib.loads((folder / f'{name}.toml').read_text(encoding='utf-8'))['description']})"
+                 for name in ("quick", "medium", "long", "paper")]
+    return ", ".join(described)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="vitae", description="VITAE: disentangle appearance and perspective (Detlefsen & Hauberg 2019).")
     sub = top.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model into a run folder",
+    p = sub.add_parser("train", help="train a model into a run folder", epilog=config_help.keys_text(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train the model of CONFIG (a TOML file under configs/), with KEY=VALUE overrides, into --out DIR.")
     p.add_argument("config", nargs="?", help="TOML config file (optional with --resume)")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. epochs=10 lr=1e-3 transform=affine")
@@ -138,7 +163,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test ELBO, importance-weighted log p(x) and metrics into DIR/metrics.json",
                        description="Evaluate a trained run on its test set and merge the numbers into DIR/metrics.json.")
     p.add_argument("run", help="run folder written by vitae train, or pretrained:NAME")
-    p.add_argument("--samples", type=int, default=None, help="importance samples per image for log p(x) (default: the config's eval_samples, 1000)")
+    p.add_argument("--samples", type=int, default=None, help="importance samples per image for log p(x) (default: the config's eval_samples: 1000 in "
+                                                                    "configs/, 250 in the demo's; time grows in proportion)")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images only")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the run's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -167,8 +193,7 @@ def parser() -> argparse.ArgumentParser:
                                    "DIR/report.md with our numbers beside the paper's. Re-running skips finished runs "
                                    "and resumes interrupted ones.")
     p.add_argument("target", help="table1, stability, timing, figures or all")
-    p.add_argument("--scale", default="quick", help="quick (minutes), medium (about an hour on 2 CPU cores), paper "
-                                                    "(the supplement's epochs), or a scale .toml file (default: quick)")
+    p.add_argument("--scale", default="quick", help=f"{scales_text()}, or a scale .toml file (default: quick)")
     p.add_argument("--out", required=True, help="output folder (created; or one made before at the same scale)")
     p.add_argument("--celeba", default=None, help="img_align_celeba folder for the faces experiment (default: the shipped ORL faces)")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default: the configs', auto)")
@@ -177,6 +202,14 @@ def parser() -> argparse.ArgumentParser:
                    help="write the report from the runs finished so far; train and evaluate nothing (e.g. while "
                         "another process works on DIR)")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("config", help="show a configuration resolved", description="Look at configurations without training.")
+    show = p.add_subparsers(dest="action", required=True).add_parser(
+        "show", help="print CONFIG with its KEY=VALUE overrides as TOML", description="Print the configuration that "
+        "`vitae train CONFIG KEY=VALUE ...` would train, every key with its value and meaning, as TOML that vitae train reads.")
+    show.add_argument("config", nargs="?", help="TOML config file or run folder (default: the built-in defaults)")
+    show.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. epochs=10 lr=1e-3")
+    show.set_defaults(func=cmd_config_show)
     return top
 
 
@@ -186,6 +219,7 @@ INTERRUPTED = {
     "plot": "figures written so far are kept (plot again to finish)",
     "explore": "the explorer has stopped (it writes nothing)",
     "reproduce": "finished runs are kept and the interrupted one resumes (run the same command again)",
+    "config": "nothing was written",
 }
 
 

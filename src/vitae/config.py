@@ -8,6 +8,7 @@ A run folder keeps its configuration as ``config.json``; it round-trips exactly.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import tomllib
@@ -67,7 +68,10 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 def _coerce(key: str, value):
     """Check ``value`` against the type of field ``key`` (ints are accepted for floats)."""
     if key not in FIELDS:
-        raise VitaeError(f"unknown config key '{key}'; valid keys: {', '.join(FIELDS)}")
+        close = difflib.get_close_matches(key, FIELDS, n=1)
+        guess = f" (did you mean '{close[0]}'?)" if close else ""
+        raise VitaeError(f"unknown config key '{key}'{guess}; valid keys: {', '.join(FIELDS)} "
+                         "(`vitae train --help` says what each means and its default)")
     expected = type(getattr(Config(), key))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
