@@ -32,10 +32,11 @@ def cmd_train(args) -> None:
     if args.config is not None and "=" in args.config and not Path(args.config).exists():
         args.overrides.insert(0, args.config)  # `vitae train --resume --out DIR epochs=20`
         args.config = None
-    if args.config is None and not args.resume:
-        raise VitaeError("give a config file (see configs/), or --resume to continue the run in --out")
+    if args.config is None and not args.resume and not args.overrides:
+        raise VitaeError("give a config file (see configs/) or KEY=VALUE settings (on the defaults), or --resume "
+                         "to continue the run in --out")
     config = None
-    if args.config is not None:
+    if args.config is not None or not args.resume:  # no file: KEY=VALUE on the defaults
         config = config_module.load(args.config, args.overrides)
     elif args.overrides:  # resume with changes to the stored config (e.g. more epochs)
         config = config_module.override(config_module.load_json(Path(args.out) / "config.json"), args.overrides)
@@ -54,17 +55,10 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_plot(args) -> None:
-    from vitae.plotting.figures import all_figures
-    from vitae.training import lock
-    from vitae.training.trainer import Run, load_data, load_trained
+    from vitae.training.plot import plot
 
-    run = Run(Path(args.run))
-    run.require()
-    with lock.exclusive(run.path):
-        config, model, _ = load_trained(run, args.device)
-        dataset = load_data(config)
-        for path in all_figures(model, dataset.test.images, run.figures, run.log, seed=config.seed):
-            print(f"written: {path}")
+    for path in plot(args.run, device=args.device):
+        print(f"written: {path}")
 
 
 def cmd_reproduce(args) -> None:
@@ -81,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model into a run folder",
                        description="Train the model of CONFIG (a TOML file under configs/), with KEY=VALUE overrides, into --out DIR.")
-    p.add_argument("config", nargs="?", help="TOML config file (optional with --resume)")
+    p.add_argument("config", nargs="?", help="TOML config file (optional: without one, KEY=VALUE on the defaults)")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. epochs=10 lr=1e-3 transform=affine")
     p.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
