@@ -70,7 +70,7 @@ def from_torch(dataset, arg: str = "data") -> tuple[torch.Tensor, torch.Tensor |
         item = dataset[i]
         image = item[0] if isinstance(item, (tuple, list)) else item
         if not isinstance(image, torch.Tensor):
-            raise ValueError(f"{arg}[{i}] holds a {type(image).__name__}, not an image tensor [C, H, W]; give the "
+            raise ValueError(f"{arg}[{i}] is of type {type(image).__name__}, not an image tensor [C, H, W]; give the "
                              "Dataset a transform that makes tensors (e.g. torchvision's ToTensor)")
         images.append(image)
         label = item[1] if isinstance(item, (tuple, list)) and len(item) > 1 else None
