@@ -46,7 +46,7 @@ def folder(tmp_path, monkeypatch):
 
 def with_small_epochs(argv: list[str]) -> list[str]:
     at = argv.index("--out")
-    return argv[:at] + SMALL + argv[at:] + ["--quiet"]
+    return argv[:at] + SMALL + argv[at:]  # not --quiet: it turns the warning off with the progress bar
 
 
 def test_the_readme_image_folder_commands(folder, capsys):

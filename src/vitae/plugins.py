@@ -8,7 +8,7 @@ A plugin is a Python module that registers things when it is imported
   (a module on ``PYTHONPATH`` or in the current folder); ``config.json`` keeps the key, so
   ``--resume``, ``vitae evaluate`` and ``vitae plot`` import it again;
 * an installed package's entry point in the group ``vitae.plugins`` (a module, or a function
-  called without arguments): loaded the first time a name is not found in a registry.
+  called without arguments): loaded whenever a name is not found in a registry.
 
 Shipped names cannot be registered again; a name you registered can (re-running a notebook cell).
 """

@@ -19,9 +19,11 @@ def test_the_warning_counts_the_steps_and_proposes_a_batch(n, batch, steps, prop
         assert proposed == 1 or -(-n // proposed) >= MIN_STEPS
 
 
-def test_training_warns_once_on_stderr(tmp_path, capsys):
+def test_training_warns_once_on_stderr_unless_quiet(tmp_path, capsys):
     images = torch.rand(60, 1, 8, 8)  # 54 training images at batch 32: two steps an epoch
     config = config_module.Config(model="vae", epochs=2, warmup=1, batch_size=32)
-    train(config, tmp_path / "run", data=images, progress=False)
+    train(config, tmp_path / "run", data=images)
     err = capsys.readouterr().err
     assert err.count("vitae: warning: an epoch is only 2 gradient step(s) (54 training images, batch_size 32)") == 1
+    train(config, tmp_path / "quiet", data=images, progress=False)  # --quiet: no bar, no advice
+    assert "warning" not in capsys.readouterr().err

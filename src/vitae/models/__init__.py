@@ -1,10 +1,11 @@
 """Generative models by name on one interface (``vitae.models.base.GenerativeModel``).
 
 ``create(name, image_shape, **options)`` builds a model; a new model is one file plus one line in
-``REGISTRY`` (your own, outside the package: ``register(name, cls)``, ``vitae.plugins``). Options are the model's constructor keywords plus ``architecture``,
-``likelihood``, ``likelihood_options``, ``transform`` and ``transform_options`` (built here, so
-the models get objects). A configuration passes the same options to every model, so an option
-that only another model takes is ignored; one that no model takes is an error (a typo).
+``REGISTRY`` (your own, outside the package: ``register(name, cls)``, ``vitae.plugins``). Options
+are the model's constructor keywords plus ``architecture``, ``likelihood``, ``likelihood_options``,
+``transform`` and ``transform_options`` (built here, so the models get objects). A configuration
+passes the same options to every model, so an option that only another model takes is ignored;
+one that no model takes is an error (a typo).
 Training passes ``dataset_size`` (the number of training images), which beta-TCVAE's
 estimators need and the other models ignore.
 """

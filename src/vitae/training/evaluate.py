@@ -30,7 +30,7 @@ def evaluate(out: str | Path, *, samples: int | None = None, limit: int | None =
              progress: bool = True, truth=None, data=None) -> dict:
     """Evaluate the run in ``out`` on its test set (the first ``limit`` images when given).
     ``truth`` replaces the generator of the metrics' factors (e.g. one that caches its renders);
-    ``data`` is the data a run trained from Python on data passed in was given."""
+    ``data``: for a run trained on data passed in from Python, the same data again."""
     for name, value in (("samples", samples), ("limit", limit)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise VitaeError(f"{name} must be a whole number of at least 1, got {value!r}")

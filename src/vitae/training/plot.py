@@ -10,8 +10,8 @@ from vitae.training.trainer import Run, check_image_shape, load_data, load_train
 
 
 def plot(out: str | Path, *, device: str | None = None, data=None) -> list[Path]:
-    """Write the figures of the run in ``out`` from its test images; ``data`` is the data a run
-    trained from Python on data passed in was given. Returns the paths written."""
+    """Write the figures of the run in ``out`` from its test images and return their paths.
+    ``data``: for a run trained on data passed in from Python, the same data again."""
     run = Run(Path(out))
     run.require()
     with lock.exclusive(run.path):  # one writer per run folder

@@ -153,7 +153,7 @@ def with_data(config: Config | None, data) -> Config | None:
     if config is None or data is None:
         return config
     if isinstance(data, (str, Path)):
-        return dataclasses.replace(config, data="images", data_root=str(Path(data).expanduser()))
+        return dataclasses.replace(config, data="images", data_root=str(Path(data).expanduser().resolve()))
     return dataclasses.replace(config, data=data_module.in_memory.NAME, data_root="", data_options={})
 
 
@@ -360,7 +360,8 @@ def train(config: Config | None, out: str | Path, *, resume: bool = False, progr
     """Train ``config`` into the folder ``out`` (or continue the run there with ``resume``); with
     several processes under torchrun, as one of them. ``data`` replaces the config's data set: a
     folder of images, a tensor, a ``torch.utils.data.Dataset`` or a ``Dataset`` (``with_data``;
-    resume such a run with the same ``data``)."""
+    resume such a run with the same ``data``). ``progress``: the progress bar and the warning
+    for epochs of few steps (``few_steps_warning``)."""
     config = with_data(config, data)
     with distributed.process_group():
         run = Run(Path(out))
@@ -410,7 +411,7 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool, data=N
     network = distributed.wrap(model, device)  # after loading: DDP starts from rank 0's parameters
     check_pixels(dataset, config.likelihood)
     warning = few_steps_warning(len(dataset.train), config.batch_size)
-    if warning and main:
+    if warning and main and progress:  # advice, like the progress bar: --quiet turns both off
         tqdm.write(warning, file=sys.stderr)
     train_x, test_x = dataset.train.images.to(device), dataset.test.images.to(device)
     augment = dataset.train.augment
