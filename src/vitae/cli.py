@@ -1,6 +1,6 @@
 """The ``vitae`` command line: it only wires configuration, data, models and training together.
 
-    vitae train CONFIG [KEY=VALUE ...] --out DIR [--resume]
+    vitae train [CONFIG] [KEY=VALUE ...] --out DIR [--resume]
     vitae evaluate DIR [--samples K]
     vitae plot DIR
     vitae reproduce TARGET --scale quick|medium|paper --out DIR

@@ -120,3 +120,14 @@ def test_a_folder_from_python_is_the_images_data_set_again_from_the_command_line
     assert json.loads((run.path / "metrics.json").read_text())["test_images"] == 3
     with pytest.raises(VitaeError, match="this run's data is 'images'"):
         evaluate(run.path, samples=2, data=torch.rand(10, 1, 8, 8), progress=False)
+
+
+def test_resuming_with_the_same_tensor_matches_an_uninterrupted_run(tmp_path, one_thread):
+    images = torch.rand(48, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    config = config_module.Config(model="cvitae", epochs=2, warmup=1, batch_size=8, lr=1e-3, seed=3)
+    straight = train(config, tmp_path / "straight", data=images, progress=False)
+    train(config_module.override(config, ["epochs=1"]), tmp_path / "split", data=images, progress=False)
+    resumed = train(config, tmp_path / "split", resume=True, data=images, progress=False)
+    a = torch.load(straight.checkpoint, weights_only=True)["model"]
+    b = torch.load(resumed.checkpoint, weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
