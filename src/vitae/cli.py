@@ -1,6 +1,6 @@
 """The ``vitae`` command line: it only wires configuration, data, models and training together.
 
-    vitae train CONFIG [KEY=VALUE ...] --out DIR [--resume]
+    vitae train [CONFIG] [KEY=VALUE ...] --out DIR [--resume]
     vitae evaluate DIR [--samples K] [--out DIR2]
     vitae plot DIR [--out DIR2]
     vitae explore DIR [--host H] [--port P]
@@ -39,10 +39,11 @@ def cmd_train(args) -> None:
     if args.config is not None and "=" in args.config and not Path(args.config).exists():
         args.overrides.insert(0, args.config)  # `vitae train --resume --out DIR epochs=20`
         args.config = None
-    if args.config is None and not args.resume:
-        raise VitaeError("give a config file (see configs/), or --resume to continue the run in --out")
+    if args.config is None and not args.resume and not args.overrides:
+        raise VitaeError("give a config file (see configs/) or KEY=VALUE settings (on the defaults), or --resume "
+                         "to continue the run in --out")
     config = None
-    if args.config is not None:
+    if args.config is not None or not args.resume:  # no file: KEY=VALUE on the defaults
         config = config_module.load(args.config, args.overrides)
     elif args.overrides:  # resume with changes to the stored config (e.g. more epochs)
         config = config_module.override(config_module.load_json(Path(args.out) / "config.json"), args.overrides)
@@ -85,7 +86,7 @@ def cmd_plot(args) -> None:
     from vitae.plotting.figures import all_figures
     from vitae.pretrained import load_run
     from vitae.training import lock
-    from vitae.training.trainer import Run, load_data
+    from vitae.training.trainer import Run, check_image_shape, load_data
 
     out = _out_folder(args, "figures")
     if out is None:
@@ -95,8 +96,9 @@ def cmd_plot(args) -> None:
     else:
         held = out
     with lock.exclusive(held, create=held == out):
-        config, model, _, log = load_run(args.run, args.device)
+        config, model, state, log = load_run(args.run, args.device)
         dataset = load_data(config)
+        check_image_shape(dataset, state)
         for path in all_figures(model, dataset.test.images, out, log, seed=config.seed):
             print(f"written: {path}")
 
@@ -153,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model into a run folder", epilog=config_help.keys_text(),
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train the model of CONFIG (a TOML file under configs/), with KEY=VALUE overrides, into --out DIR.")
-    p.add_argument("config", nargs="?", help="TOML config file (optional with --resume)")
+    p.add_argument("config", nargs="?", help="TOML config file (optional: without one, KEY=VALUE on the defaults)")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides, e.g. epochs=10 lr=1e-3 transform=affine")
     p.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

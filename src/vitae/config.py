@@ -26,7 +26,7 @@ class Config:
     data: str = "mnist"
     data_root: str = ""  # a folder of the user's own files; empty: the shipped or generated data
     data_options: dict = field(default_factory=dict)
-    architecture: str = "mnist_mlp"
+    architecture: str = "auto"  # auto: picked for the data's image shape (vitae.models.networks.auto)
     likelihood: str = "bernoulli"
     likelihood_options: dict = field(default_factory=dict)
     transform: str = "affine_diffeo"
@@ -37,6 +37,7 @@ class Config:
     width: float = 0.5  # VITAE models: fraction of the architecture's neurons per network
     beta: float = 1.0  # KL weight in the loss (beta-VAE); the reported ELBO always uses 1
     model_options: dict = field(default_factory=dict)  # further keywords of the model's constructor
+    imports: list = field(default_factory=list)  # your modules that register architectures, data, ... (vitae.plugins)
     # how to train (supplement section 2)
     epochs: int = 2000
     warmup: int = 1000  # KL warm-up: w = min(epoch / warmup, 1), epochs counted from 1
@@ -129,6 +130,8 @@ def check(config: Config) -> None:
         raise VitaeError(f"config key 'lr' must be a finite positive number, got {config.lr}")
     if not (math.isfinite(config.width) and 0 < config.width <= 64):
         raise VitaeError(f"config key 'width' must be in (0, 64] (a fraction of the architecture's neurons), got {config.width}")
+    if not all(isinstance(name, str) and name for name in config.imports):
+        raise VitaeError(f"config key 'imports' must be a list of module names, e.g. [\"my_networks\"], got {config.imports!r}")
     if not (math.isfinite(config.beta) and config.beta >= 0):
         raise VitaeError(f"config key 'beta' must be a finite number of at least 0, got {config.beta}")
 

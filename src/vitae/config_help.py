@@ -13,10 +13,12 @@ from vitae.config import Config
 
 HELP = {
     "model": "model family: vae, beta_vae, beta_tcvae, dip_vae, uvitae or cvitae",
-    "data": "data set: mnist, affine_mnist, sprites, bodies, faces or images (a folder, with data_root)",
+    "data": "data set: mnist, affine_mnist, sprites, bodies, faces, images (a folder, with data_root), in_memory "
+            "(data given to train() from Python) or one registered by a plugin",
     "data_root": "folder of your own files (MNIST IDX, CelebA, images); empty: the shipped or generated data",
     "data_options": "keywords of the data set, e.g. {n_train=5000, n_test=1000}; images: {size=64, channels=1}",
-    "architecture": "encoder and decoder networks: mnist_mlp, sprites_mlp, smpl_mlp, celeba_conv or mlp (any size)",
+    "architecture": "encoder and decoder networks: auto (picked for the images' shape), mnist_mlp, sprites_mlp, "
+                    "smpl_mlp, celeba_conv, conv or mlp (any size), or one registered by a plugin",
     "likelihood": "p(x | z): bernoulli (pixels in [0, 1]) or gaussian",
     "likelihood_options": "keywords of the likelihood, e.g. gaussian's {variance=0.1, learned=true}",
     "transform": "perspective transformation T_gamma (VITAE models): affine, affine_decomp, affine_diffeo, cpab",
@@ -31,6 +33,8 @@ HELP = {
     "warmup": "KL warm-up epochs: weight min(epoch / warmup, 1), epochs counted from 1; 0: none",
     "batch_size": "images per training step (the global batch under torchrun)",
     "lr": "Adam's learning rate",
+    "imports": "your Python modules to import first, which register architectures, data, transforms or models "
+               "(docs/own_networks.md)",
     "seed": "random seed of initialisation, shuffling and noise (a run is deterministic on one machine)",
     "device": "auto (CUDA when present, else CPU), cpu or cuda",
     "amp": "bfloat16 mixed precision for the networks (CUDA, or a CPU with AVX512-BF16/AMX); off: float32",

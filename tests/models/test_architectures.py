@@ -8,7 +8,7 @@ from torch import nn
 
 from vitae import models
 from vitae.errors import VitaeError
-from vitae.models.networks import ARCHITECTURES, ConvArchitecture
+from vitae.models.networks import SHIPPED, ConvArchitecture
 
 SETTINGS = {  # architecture -> (image shape, likelihood and its options, as in the paper)
     "mnist_mlp": ((1, 28, 28), "bernoulli", {}),
@@ -16,6 +16,7 @@ SETTINGS = {  # architecture -> (image shape, likelihood and its options, as in 
     "mlp": ((3, 20, 24), "bernoulli", {}),  # any image size
     "smpl_mlp": ((1, 400, 200), "gaussian", {"variance": 0.1}),
     "celeba_conv": ((3, 128, 128), "gaussian", {"variance": 0.1, "mean": "sigmoid"}),
+    "conv": ((1, 32, 48), "bernoulli", {}),  # any size divisible by 16
 }
 
 
@@ -91,7 +92,7 @@ def test_images_that_do_not_fit_the_architecture_are_one_line_errors():
 
 
 def test_the_training_test_covers_every_architecture():
-    assert set(SETTINGS) == set(ARCHITECTURES)
+    assert set(SETTINGS) == SHIPPED
 
 
 @pytest.mark.parametrize("architecture", list(SETTINGS))
@@ -113,3 +114,17 @@ def test_every_model_trains_on_every_architecture(name, architecture):
             optimizer.step()
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[2] < losses[1] < losses[0]
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ((1, 28, 28), "mnist_mlp"), ((1, 64, 64), "sprites_mlp"), ((1, 400, 200), "smpl_mlp"),
+    ((3, 128, 128), "celeba_conv"), ((3, 64, 96), "conv"), ((1, 128, 128), "conv"),
+    ((3, 48, 48), "mlp"), ((1, 100, 100), "mlp"), ((3, 20, 24), "mlp"),
+])
+def test_auto_picks_the_architecture_made_for_the_shape_else_conv_else_mlp(shape, expected):
+    from vitae.models import networks
+
+    assert networks.auto(shape) == expected
+    model = models.create("vae", shape, architecture="auto")
+    reference = models.create("vae", shape, architecture=expected)
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}

@@ -194,8 +194,8 @@ def test_unknown_names_are_one_line_errors():
         models.create("vae", SHAPE, architecture="resnet")
     with pytest.raises(VitaeError, match="unknown likelihood"):
         models.create("vae", SHAPE, likelihood="poisson")
-    with pytest.raises(VitaeError, match=r"expects images of shape \(1, 28, 28\)"):
-        models.create("vae", (3, 32, 32))
+    with pytest.raises(VitaeError, match=r"expects images of shape \(1, 28, 28\).*fit: auto \(here mlp\), conv, mlp$"):
+        models.create("vae", (3, 32, 32), architecture="mnist_mlp")
     with pytest.raises(VitaeError, match="unknown transformation"):
         models.create("cvitae", SHAPE, transform="rigid")
 

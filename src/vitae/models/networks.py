@@ -23,18 +23,27 @@ The VITAE perspective decoder ``g_P`` is an MLP from ``z_P`` to the transformati
 every architecture, with ``perspective_hidden`` units: the MLP decoders' hidden sizes, and for the
 conv net, which the supplement does not list one for, (64, 64).
 
+``conv`` is Table 4's conv net for any size divisible by 16, ``mlp`` Table 1's MLP for any size.
+``auto`` (the default) picks for the data: the shipped architecture made for exactly its shape,
+else ``conv`` for images of at least 64 x 64 whose sides divide by 16, else ``mlp``.
+
+Your own networks: ``register(name, encoder=..., decoder=...)`` (``Custom``), or any
+``Architecture`` instance; the name then works like a shipped one (``docs/own_networks.md``).
+
 Convention: encoders take images ``[B, C, H, W]`` and return a ``DiagonalGaussian`` over
 ``[B, d]``; decoders take ``[B, d]`` and return the raw output ``[B, C', H, W]``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitae import plugins
 from vitae.errors import VitaeError
 from vitae.models.distributions import DiagonalGaussian
 
@@ -140,8 +149,7 @@ class Architecture:
     def check(self, image_shape) -> None:
         if self.image_shape is not None and tuple(image_shape) != self.image_shape:
             raise VitaeError(
-                f"this architecture expects images of shape {self.image_shape}, the data has {tuple(image_shape)}; "
-                "choose the architecture that fits the data"
+                f"this architecture expects images of shape {self.image_shape}, the data has {tuple(image_shape)}"
             )
 
     def encoder(self, image_shape, latent_dim: int, width: float = 1.0) -> nn.Module:
@@ -203,6 +211,10 @@ class ConvArchitecture(Architecture):
         return self.scaled(self.perspective_sizes, width)
 
 
+CELEBA_ENCODER = ((10, 5), (20, 5), (40, 3))
+# the last layer's channel count is the likelihood's (the table's 3 for RGB means)
+CELEBA_DECODER = ((40, 3), (20, 3), (10, 5), (3, 5))
+
 ARCHITECTURES: dict[str, Architecture] = {
     "mnist_mlp": MLPArchitecture(image_shape=(1, 28, 28), encoder_hidden=(128, 64), decoder_hidden=(64, 64)),
     # dSprites (the paper gives no network for it): Table 1's MLP on 64x64 images
@@ -210,17 +222,148 @@ ARCHITECTURES: dict[str, Architecture] = {
     # any image size (users' own folders): Table 1's MLP
     "mlp": MLPArchitecture(image_shape=None, encoder_hidden=(128, 64), decoder_hidden=(64, 64)),
     "smpl_mlp": MLPArchitecture(image_shape=(1, 400, 200), encoder_hidden=(256, 128), decoder_hidden=(128, 256)),
-    "celeba_conv": ConvArchitecture(
-        image_shape=(3, 128, 128),
-        encoder_layers=((10, 5), (20, 5), (40, 3)),
-        # the last layer's channel count is the likelihood's (the table's 3 for RGB means)
-        decoder_layers=((40, 3), (20, 3), (10, 5), (3, 5)),
-        perspective_sizes=(64, 64),
-    ),
+    "celeba_conv": ConvArchitecture(image_shape=(3, 128, 128), encoder_layers=CELEBA_ENCODER,
+                                    decoder_layers=CELEBA_DECODER, perspective_sizes=(64, 64)),
+    # any size divisible by 16: Table 4's conv net
+    "conv": ConvArchitecture(image_shape=None, encoder_layers=CELEBA_ENCODER, decoder_layers=CELEBA_DECODER,
+                             perspective_sizes=(64, 64)),
 }
+SHIPPED = frozenset(ARCHITECTURES)
+AUTO = "auto"
+
+
+def auto(image_shape) -> str:
+    """The architecture ``auto`` picks for ``image_shape``: the shipped one made for exactly that
+    shape, else ``conv`` (at least 64 x 64, sides divisible by 16), else ``mlp``."""
+    shape = tuple(int(n) for n in image_shape)
+    exact = sorted(name for name in SHIPPED if ARCHITECTURES[name].image_shape == shape)
+    if exact:
+        return exact[0]
+    _, height, width = shape
+    return "conv" if min(height, width) >= 64 and height % 16 == 0 and width % 16 == 0 else "mlp"
+
+
+def fitting(image_shape) -> list[str]:
+    """The registered architectures that take images of ``image_shape``, ``auto`` first."""
+    names = []
+    for name in sorted(ARCHITECTURES):
+        try:
+            ARCHITECTURES[name].check(tuple(image_shape))
+        except VitaeError:
+            continue
+        names.append(name)
+    return [f"{AUTO} (here {auto(image_shape)})", *names]
 
 
 def architecture(name: str) -> Architecture:
-    if name not in ARCHITECTURES:
-        raise VitaeError(f"unknown architecture '{name}'; choose one of: {', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[name]
+    """The registered architecture ``name`` (``auto`` needs the images: ``for_images``)."""
+    return plugins.lookup(ARCHITECTURES, name, "architecture", also=(AUTO,))
+
+
+def for_images(name: str, image_shape) -> Architecture:
+    """Architecture ``name`` (or the one ``auto`` picks) checked against ``image_shape``; one that
+    does not fit is a one-line error naming those that do."""
+    shape = tuple(int(n) for n in image_shape)
+    if name == AUTO:
+        name = auto(shape)
+    chosen = architecture(name)
+    try:
+        chosen.check(shape)
+    except VitaeError as exc:
+        reason = str(exc).replace("this architecture", f"architecture '{name}'", 1)
+        raise VitaeError(f"{reason}; architectures that fit: {', '.join(fitting(shape))}") from None
+    return chosen
+
+
+class FeatureEncoder(nn.Module):
+    """A user's network from images to features (flattened to ``[B, F]``), with the posterior's
+    mean and variance layers on top: ``q(z | x) = N(W_mu h + b, softplus(W_var h + b))``."""
+
+    def __init__(self, net: nn.Module, features: int, latent_dim: int):
+        super().__init__()
+        self.net = net
+        self.mean = nn.Linear(features, latent_dim)
+        self.var = nn.Linear(features, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> DiagonalGaussian:
+        h = self.net(x).flatten(1)
+        return DiagonalGaussian(self.mean(h), F.softplus(self.var(h)) + MIN_VARIANCE)
+
+
+@torch.no_grad()
+def _probe(net: nn.Module, x: torch.Tensor):
+    """``net(x)`` in eval mode (no batch-norm statistics change), the mode restored after."""
+    mode = net.training
+    net.eval()
+    try:
+        return net(x)
+    finally:
+        net.train(mode)
+
+
+@dataclass(frozen=True)
+class Custom(Architecture):
+    """Your own networks. ``make_encoder(image_shape)`` returns an ``nn.Module`` from images
+    ``[B, C, H, W]`` to features ``[B, ...]`` (flattened; the mean and variance layers to each
+    latent group are added, ``FeatureEncoder``); ``make_decoder(latent_dim, out_shape)`` returns an
+    ``nn.Module`` from ``[B, latent_dim]`` to ``[B, *out_shape]``, raw (the likelihood applies its
+    activation; ``out_shape``'s channels are doubled for a learned variance). Both are tried once
+    on zeros when a model is built, so a wrong shape is an error then. ``width`` does not reach
+    them; ``perspective_sizes`` are the hidden units of the VITAE's ``g_P``."""
+
+    image_shape: tuple[int, int, int] | None = None
+    make_encoder: Callable[..., nn.Module] | None = None
+    make_decoder: Callable[..., nn.Module] | None = None
+    perspective_sizes: tuple[int, ...] = (64, 64)
+    name: str = "custom"
+
+    def _built(self, factory, what: str, *args) -> nn.Module:
+        net = factory(*args)
+        if not isinstance(net, nn.Module):
+            raise VitaeError(f"architecture '{self.name}': its {what} factory returned {type(net).__name__}, not an nn.Module")
+        return net
+
+    def encoder(self, image_shape, latent_dim: int, width: float = 1.0) -> nn.Module:
+        self.check(image_shape)
+        net = self._built(self.make_encoder, "encoder", tuple(image_shape))
+        h = _probe(net, torch.zeros(2, *image_shape))
+        if not isinstance(h, torch.Tensor) or h.dim() < 2 or h.shape[0] != 2:
+            got = list(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+            raise VitaeError(f"architecture '{self.name}': the encoder must map images [B, {', '.join(map(str, image_shape))}] "
+                             f"to features [B, ...]; on a batch of 2 it returned {got}")
+        return FeatureEncoder(net, h[0].numel(), latent_dim)
+
+    def decoder(self, latent_dim: int, out_shape, width: float = 1.0) -> nn.Module:
+        net = self._built(self.make_decoder, "decoder", latent_dim, tuple(out_shape))
+        out = _probe(net, torch.zeros(2, latent_dim))
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, *out_shape):
+            got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise VitaeError(f"architecture '{self.name}': the decoder must map [B, {latent_dim}] to "
+                             f"[B, {', '.join(map(str, out_shape))}]; on a batch of 2 it returned {got}")
+        return net
+
+    def perspective_hidden(self, width: float = 1.0) -> list[int]:
+        return list(self.perspective_sizes)
+
+
+def register(name: str, architecture: Architecture | None = None, *, encoder: Callable[..., nn.Module] | None = None,
+             decoder: Callable[..., nn.Module] | None = None, perspective_hidden=(64, 64),
+             image_shape=None) -> Architecture:
+    """Register an architecture under ``name``: an ``Architecture``, or your ``encoder`` and
+    ``decoder`` factories (``Custom``); ``image_shape`` (``C, H, W``) when they take one size only.
+    Returns what was registered."""
+    if architecture is None:
+        if not (callable(encoder) and callable(decoder)):
+            raise ValueError("register needs an Architecture, or both encoder= and decoder= factories "
+                             "(callables returning nn.Modules)")
+        shape = None if image_shape is None else tuple(int(n) for n in image_shape)
+        if shape is not None and len(shape) != 3:
+            raise ValueError(f"image_shape must be (C, H, W), got {image_shape!r}")
+        architecture = Custom(image_shape=shape, make_encoder=encoder, make_decoder=decoder,
+                              perspective_sizes=tuple(int(n) for n in perspective_hidden), name=str(name))
+    elif not isinstance(architecture, Architecture) or encoder is not None or decoder is not None:
+        raise ValueError("architecture must be an Architecture (vitae.models.networks), given without encoder=/decoder=")
+    elif isinstance(architecture, Custom):
+        architecture = replace(architecture, name=str(name))
+    plugins.register(ARCHITECTURES, SHIPPED | {AUTO}, name, architecture, "architecture")
+    return architecture

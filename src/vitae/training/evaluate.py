@@ -23,18 +23,19 @@ from vitae import data as data_module
 from vitae.errors import VitaeError
 from vitae.metrics.log_likelihood import dataset_log_px
 from vitae.training import lock
-from vitae.training.trainer import Run, evaluate_elbo, load_data, load_trained
+from vitae.training.trainer import Run, check_image_shape, evaluate_elbo, load_data, load_trained
 
 
 def evaluate(out: str | Path, *, samples: int | None = None, limit: int | None = None, device: str | None = None,
-             progress: bool = True, truth=None) -> dict:
+             progress: bool = True, truth=None, data=None) -> dict:
     """Evaluate the run in ``out`` on its test set (the first ``limit`` images when given).
-    ``truth`` replaces the generator of the metrics' factors (e.g. one that caches its renders)."""
+    ``truth`` replaces the generator of the metrics' factors (e.g. one that caches its renders);
+    ``data``: for a run trained on data passed in from Python, the same data again."""
     _check_counts(samples, limit)
     run = Run(Path(out))
     run.require()
     with lock.exclusive(run.path):  # one writer per run folder
-        return _evaluate(run, samples, limit, device, progress, truth)
+        return _evaluate(run, samples, limit, device, progress, truth, data)
 
 
 def _check_counts(samples, limit) -> None:
@@ -43,17 +44,18 @@ def _check_counts(samples, limit) -> None:
             raise VitaeError(f"{name} must be a whole number of at least 1, got {value!r}")
 
 
-def _evaluate(run: Run, samples, limit, device, progress, truth) -> dict:
+def _evaluate(run: Run, samples, limit, device, progress, truth, data=None) -> dict:
     config, model, state = load_trained(run, device)
-    metrics = evaluate_model(config, model, state, samples=samples, limit=limit, progress=progress, truth=truth)
+    metrics = evaluate_model(config, model, state, samples=samples, limit=limit, progress=progress, truth=truth,
+                             data=data)
     run.write_metrics(metrics)
     return metrics
 
 
 def evaluate_model(config, model, state: dict, *, samples: int | None = None, limit: int | None = None,
-                   progress: bool = True, truth=None) -> dict:
+                   progress: bool = True, truth=None, data=None) -> dict:
     """The numbers of ``evaluate`` for a loaded model (``state``: its ``epoch`` and ``image_shape``),
-    written nowhere."""
+    written nowhere; ``data`` as for ``evaluate``."""
     from vitae.metrics.disentanglement import check_options
 
     _check_counts(samples, limit)
@@ -61,7 +63,8 @@ def evaluate_model(config, model, state: dict, *, samples: int | None = None, li
     check_options(truth, **config.metric_options)  # a misspelled option is an error now, not after log p(x)
     dev = next(model.parameters()).device
     samples = samples or config.eval_samples
-    dataset = load_data(config)
+    dataset = load_data(config, data)
+    check_image_shape(dataset, state)
     test_x = dataset.test.images[:limit].to(dev)
     torch.manual_seed(config.seed)
     started = time.perf_counter()

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from vitae import collectives
+from vitae import collectives, plugins
 from vitae import config as config_module
 from vitae import files
 from vitae import data as data_module
@@ -39,7 +39,8 @@ from vitae.errors import DivergedError, VitaeError
 from vitae.training import checkpoint, distributed, lock
 
 RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "amp", "eval_batch_size", "eval_samples", "metric_options",
-                  "metric_data"}
+                  "metric_data", "imports"}
+MIN_STEPS = 10  # gradient steps per epoch below which training warns
 
 
 def resolve_device(name: str) -> torch.device:
@@ -134,8 +135,44 @@ def build_model(config: Config, image_shape, dataset_size: int | None = None) ->
     return models.create(config.model, image_shape, **{"dataset_size": dataset_size, **config.model_kwargs()})
 
 
-def load_data(config: Config) -> data_module.Dataset:
-    return data_module.create(config.data, config.data_root or None, **config.data_options)
+def load_data(config: Config, data=None) -> data_module.Dataset:
+    """The configured data set, or ``data`` passed in from Python (a tensor, a
+    ``torch.utils.data.Dataset`` or a ``Dataset``: ``vitae.data.as_dataset``; a folder is the
+    config's ``images`` data set, see ``with_data``)."""
+    if data is None or isinstance(data, (str, Path)):
+        return data_module.create(config.data, config.data_root or None, **config.data_options)
+    if config.data != data_module.in_memory.NAME:
+        raise VitaeError(f"this run's data is '{config.data}' (its config.json); data= is only for runs trained on "
+                         "data passed in from Python")
+    return data_module.as_dataset(data)
+
+
+def with_data(config: Config | None, data) -> Config | None:
+    """The configuration a run on ``data`` passed in from Python records: a folder becomes the
+    ``images`` data set (loadable again by name), anything else ``in_memory`` (which is not)."""
+    if config is None or data is None:
+        return config
+    if isinstance(data, (str, Path)):
+        return dataclasses.replace(config, data="images", data_root=str(Path(data).expanduser().resolve()))
+    return dataclasses.replace(config, data=data_module.in_memory.NAME, data_root="", data_options={})
+
+
+def check_image_shape(dataset: data_module.Dataset, state: dict) -> None:
+    """The data's images must have the shape the checkpoint's model was trained on."""
+    if tuple(state["image_shape"]) != tuple(dataset.image_shape):
+        raise VitaeError(f"the data's images are {list(dataset.image_shape)}, the run was trained on "
+                         f"{list(state['image_shape'])}; pass the data it was trained on")
+
+
+def few_steps_warning(n_train: int, batch_size: int) -> str | None:
+    """A warning when an epoch is fewer than ``MIN_STEPS`` gradient steps, else ``None``."""
+    steps = -(-n_train // batch_size)
+    if steps >= MIN_STEPS:
+        return None
+    suggested = max(1, 2 ** int(math.log2(max(1, n_train // MIN_STEPS))))
+    return (f"vitae: warning: an epoch is only {steps} gradient step(s) ({n_train} training images, batch_size "
+            f"{batch_size}), so few epochs learn little; try batch_size={suggested} ({-(-n_train // suggested)} steps) "
+            "or more epochs")
 
 
 def check_pixels(dataset: data_module.Dataset, likelihood: str) -> None:
@@ -218,6 +255,7 @@ def load_trained(run: Run, device: str | None = None):
     """The configuration and the trained model of a run folder, in eval mode."""
     run.require()
     config = config_module.load_json(run.config)
+    plugins.import_modules(config.imports)
     state = checkpoint.load(run.checkpoint)
     dev = resolve_device(device or config.device)
     model = build_model(config, state["image_shape"])
@@ -318,22 +356,27 @@ def _open_run(run: Run, config: Config | None, resume: bool) -> tuple[Config, di
     return config, None
 
 
-def train(config: Config | None, out: str | Path, *, resume: bool = False, progress: bool = True) -> Run:
+def train(config: Config | None, out: str | Path, *, resume: bool = False, progress: bool = True, data=None) -> Run:
     """Train ``config`` into the folder ``out`` (or continue the run there with ``resume``); with
-    several processes under torchrun, as one of them."""
+    several processes under torchrun, as one of them. ``data`` replaces the config's data set: a
+    folder of images, a tensor, a ``torch.utils.data.Dataset`` or a ``Dataset`` (``with_data``;
+    resume such a run with the same ``data``). ``progress``: the progress bar and the warning
+    for epochs of few steps (``few_steps_warning``)."""
+    config = with_data(config, data)
     with distributed.process_group():
         run = Run(Path(out))
         if not distributed.is_main():
-            return _train(config, run, resume, progress)
+            return _train(config, run, resume, progress, data)
         if resume and not run.config.is_file():
             run.require()
         with lock.exclusive(run.path, create=not resume):  # one writer per run folder
-            return _train(config, run, resume, progress)
+            return _train(config, run, resume, progress, data)
 
 
-def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run:
+def _train(config: Config | None, run: Run, resume: bool, progress: bool, data=None) -> Run:
     # rank 0 reads the run folder and every process gets what it read (no shared file system needed)
     config, state = distributed.from_main(lambda: _open_run(run, config, resume))
+    plugins.import_modules(config.imports)
     from vitae.metrics.disentanglement import check_options
 
     check_options(**config.metric_options)  # found now, not when the trained run is evaluated
@@ -343,7 +386,9 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
     # every process draws the same noise and the same data order: each takes its rows of both
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    dataset = load_data(config)
+    dataset = load_data(config, data)
+    if state is not None:
+        check_image_shape(dataset, state)
     model = build_model(config, dataset.image_shape, len(dataset.train)).to(device)
     if config.amp:
         use_mixed_precision(model, device)
@@ -365,6 +410,9 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
         config_module.save_json(config, run.config)
     network = distributed.wrap(model, device)  # after loading: DDP starts from rank 0's parameters
     check_pixels(dataset, config.likelihood)
+    warning = few_steps_warning(len(dataset.train), config.batch_size)
+    if warning and main and progress:  # advice, like the progress bar: --quiet turns both off
+        tqdm.write(warning, file=sys.stderr)
     train_x, test_x = dataset.train.images.to(device), dataset.test.images.to(device)
     augment = dataset.train.augment
 
