@@ -9,7 +9,6 @@ for (other than in keys a resume may change) is never touched: it is an error th
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,23 +18,9 @@ import numpy as np
 from vitae import config as config_module
 from vitae.config import Config
 from vitae.errors import BusyError, DivergedError, VitaeError
+from vitae.toml_write import value as toml_value
 from vitae.training import checkpoint, lock
 from vitae.training.trainer import RESUMABLE_KEYS, Run
-
-
-def toml_value(value) -> str:
-    """A value as TOML text, for the ``KEY=VALUE`` of a command line."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no TOML form for {value!r}")
 
 
 def apply(config: Config, overrides: dict, where: str) -> Config:
