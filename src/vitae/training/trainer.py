@@ -36,10 +36,10 @@ from vitae import data as data_module
 from vitae import models
 from vitae.config import Config
 from vitae.errors import DivergedError, VitaeError
-from vitae.training import checkpoint, distributed, lock
+from vitae.training import checkpoint, distributed, lock, tracking
 
 RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "amp", "eval_batch_size", "eval_samples", "metric_options",
-                  "metric_data"}
+                  "metric_data", "logger", "log_images_every"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -337,6 +337,7 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
     from vitae.metrics.disentanglement import check_options
 
     check_options(**config.metric_options)  # found now, not when the trained run is evaluated
+    tracking.resolve(config.logger)  # an unknown logger, or one not installed, is an error now too
     distributed.check_batch_size(config.batch_size)
     main, processes = distributed.is_main(), distributed.world_size()
     device = training_device(config.device)
@@ -382,6 +383,7 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
     if main and processes > 1:
         tqdm.write(f"vitae: {processes} processes ({distributed.backend()}) of {config.batch_size // processes} images "
                    f"each: global batch {config.batch_size}")
+    tracker = tracking.create(config, run.path, dataset, start)  # TensorBoard: rank 0 alone
     bar = tqdm(range(start + 1, config.epochs + 1), initial=start, total=config.epochs,
                desc=f"{config.model} on {config.data}", disable=not (progress and main), unit="epoch")
     for epoch in bar:
@@ -416,9 +418,11 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool) -> Run
             _diverged(run, epoch, None, row["test_elbo"])
         if main:
             _append_log(run.log, row)
+        tracker.epoch(epoch, row, model=model, lr=optimizer.param_groups[0]["lr"], steps=len(batches), images=count)
         bar.set_postfix(train_elbo=f"{row['train_elbo']:.1f}", test_elbo=f"{row['test_elbo']:.1f}")
         if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
             save(epoch)
+    tracker.finish(model, row)
     return run
 
 
