@@ -19,6 +19,7 @@ from vitae import config as config_module
 from vitae.errors import VitaeError
 from vitae.plotting import figures
 from vitae.training import checkpoint, tracking, trainer
+from vitae.training.evaluate import evaluate
 from vitae.training.trainer import Run, train
 
 pytest.importorskip("tensorboard")
@@ -120,7 +121,9 @@ def test_the_hparams_are_the_configuration_with_the_final_metrics(logged):
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     metrics = {m.name.tag for m in experiment.metric_infos}
     assert {"test/elbo", "test/recon", "test/kl_z_A", "test/kl_z_P", "train/elbo"} <= metrics
-    assert metrics <= set(reader.Tags()["scalars"])  # each shown at its last value, the end of training
+    trained = {m for m in metrics if not m.startswith("evaluate/")}  # evaluate's come with vitae evaluate
+    assert trained <= set(reader.Tags()["scalars"])  # each shown at its last value, the end of training
+    assert metrics - trained == {f"evaluate/{key}" for key in tracking.EVALUATED}
 
 
 def test_the_projector_holds_the_test_codes_and_labels(logged):
@@ -197,3 +200,19 @@ def test_other_processes_than_rank_zero_log_nothing(logged, tmp_path, monkeypatc
     monkeypatch.setattr(tracking.collectives, "is_main", lambda: False)
     logger = tracking.create(tiny_config(data), tmp_path, trainer.load_data(tiny_config(data)))
     assert type(logger) is tracking.Logger and not (tmp_path / "tensorboard").exists()
+
+
+def test_evaluate_adds_its_numbers_where_the_run_logged(logged, tmp_path):
+    path, _, _, _, data = logged
+    metrics = evaluate(path, samples=2, progress=False)
+    reader = events(path)
+    for key in ("test_log_px", "test_elbo", "epochs_trained"):
+        scalars = reader.Scalars(f"evaluate/{key}")
+        assert [(s.step, s.value) for s in scalars] == [(EPOCHS, pytest.approx(metrics[key], rel=1e-6))], key
+    assert [s.step for s in reader.Scalars("test/elbo")] == list(range(1, EPOCHS + 1))  # nothing dropped
+    content = reader.PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    assert "evaluate/test_log_px" in {m.name.tag for m in experiment.metric_infos}
+    quiet = train(tiny_config(data, logger="none", epochs=1), tmp_path / "none", progress=False)
+    evaluate(quiet.path, samples=2, progress=False)
+    assert not (quiet.path / "tensorboard").exists()  # a run that did not log gets no events

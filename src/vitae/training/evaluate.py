@@ -22,7 +22,7 @@ from tqdm import tqdm
 from vitae import data as data_module
 from vitae.errors import VitaeError
 from vitae.metrics.log_likelihood import dataset_log_px
-from vitae.training import lock
+from vitae.training import lock, tracking
 from vitae.training.trainer import Run, evaluate_elbo, load_data, load_trained
 
 
@@ -63,6 +63,7 @@ def _evaluate(run: Run, samples, limit, device, progress, truth) -> dict:
     metrics.update(disentanglement(config, model, truth, tuple(state["image_shape"])))
     metrics["evaluation_seconds"] = time.perf_counter() - started
     run.write_metrics(metrics)
+    tracking.evaluated(config, run.path, metrics, state["epoch"])  # TensorBoard too, where the run logged
     return metrics
 
 

@@ -15,7 +15,10 @@ and ``none`` otherwise. Under torchrun, rank 0 alone logs. Nothing needs a netwo
   posterior means of the first ``EMBEDDED`` test images (``gamma/0``, ``gamma/1``, ...);
 * at the end of training: the configuration as hparams, with the last epoch's train and test
   scalars as its metrics, and the posterior means of the first ``EMBEDDED`` test images in the
-  embedding projector (tag ``latent``), labelled by digit or by known factors.
+  embedding projector (tag ``latent``), labelled by digit or by known factors;
+* from ``vitae evaluate`` (``evaluated``): its numbers as scalars ``evaluate/<key>`` at the last
+  epoch trained; the hparams list ``EVALUATED`` of them among their metrics (blank until
+  evaluated: TensorBoard keeps the first hparams a run wrote, those of the end of training).
 
 The images and histograms use no random numbers but a seeded generator of their own, so a run
 trains the same parameters with any logger. A resumed run drops (TensorBoard's ``purge_step``) the
@@ -36,6 +39,7 @@ from vitae.errors import VitaeError
 EMBEDDED = 1000  # test images in the projector and the gamma histograms
 FIGURE_IMAGES = 64  # test images the figures draw on, as in ``vitae plot``
 THUMBNAIL_LIMIT = 64  # the projector shows the images themselves up to this height and width
+EVALUATED = ("test_log_px", "d_score", "mig")  # of ``vitae evaluate``'s numbers, the hparams' metrics
 TAGS = {"kl_weight": "schedule/kl_weight", "seconds": "time/epoch_seconds"}
 
 
@@ -64,6 +68,9 @@ class Logger:
     def finish(self, model, row: dict) -> None:
         """After the last epoch (``row``, as in ``log.csv``): the run's summary; closes the logger."""
 
+    def evaluation(self, metrics: dict, epoch: int) -> None:
+        """``vitae evaluate``'s ``metrics`` of the model trained ``epoch`` epochs; closes the logger."""
+
 
 def _summary_writer():
     """TensorBoard's ``SummaryWriter`` class, or None without the ``tensorboard`` package."""
@@ -75,7 +82,8 @@ def _summary_writer():
 
 
 class TensorBoard(Logger):
-    """Event files in ``folder`` (see the module), starting after epoch ``start``."""
+    """Event files in ``folder`` (see the module), continuing after epoch ``start`` (None: adding
+    to the events there, dropping none)."""
 
     requirement = "the tensorboard package: pip install 'vitae-perspective[tensorboard]'"
 
@@ -83,8 +91,8 @@ class TensorBoard(Logger):
     def available() -> bool:
         return _summary_writer() is not None
 
-    def __init__(self, folder: Path, config, dataset, start: int = 0):
-        purge = start + 1 if folder.is_dir() else None  # events of epochs about to be trained again go
+    def __init__(self, folder: Path, config, dataset, start: int | None = 0):
+        purge = start + 1 if start is not None and folder.is_dir() else None  # epochs to train again
         try:
             self.writer = _summary_writer()(log_dir=str(folder), purge_step=purge)
         except OSError as exc:
@@ -128,9 +136,16 @@ class TensorBoard(Logger):
         from torch.utils.tensorboard.summary import hparams
 
         metrics = {scalar_tag(k): v for k, v in row.items() if k.startswith(("train_", "test_"))}
-        for summary in hparams(hparam_values(self.config), metrics):  # the metrics: scalars logged above
+        metrics.update({f"evaluate/{key}": None for key in EVALUATED})
+        for summary in hparams(hparam_values(self.config), metrics):  # the metrics: scalars, here or from evaluate
             self.writer.file_writer.add_summary(summary)
         self._embedding(model, row["epoch"])
+        self.writer.close()
+
+    def evaluation(self, metrics: dict, epoch: int) -> None:
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"evaluate/{key}", value, epoch)
         self.writer.close()
 
     @torch.no_grad()
@@ -189,3 +204,12 @@ def create(config, run_path: Path, dataset, start: int = 0) -> Logger:
     if name == "none" or not collectives.is_main():
         return Logger()
     return LOGGERS[name](Path(run_path) / name, config, dataset, start)
+
+
+def evaluated(config, run_path: Path, metrics: dict, epoch: int) -> None:
+    """``vitae evaluate``'s ``metrics`` of the run in ``run_path``, trained ``epoch`` epochs, into
+    each logger it trained with (whose folder is there and whose package is installed)."""
+    for name, logger in LOGGERS.items():
+        folder = Path(run_path) / name
+        if name != "none" and folder.is_dir() and logger.available() and collectives.is_main():
+            logger(folder, config, None, start=None).evaluation(metrics, epoch)
