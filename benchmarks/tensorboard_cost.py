@@ -2,7 +2,7 @@
 epoch it logs: the scalars of one epoch, the images and gamma histograms of an image epoch, and
 the end of training (hparams and the projector's 1000 test codes).
 
-    python benchmarks/tensorboard_cost.py [CONFIG] [--repeats 5]
+    python benchmarks/tensorboard_cost.py [CONFIG] [KEY=VALUE ...] [--repeats 5]
 
 On the config's data set and model (initialised, not trained: the cost is the same), in a
 temporary folder; medians in milliseconds. None of it runs inside the training step.
@@ -34,9 +34,10 @@ def timed(fn, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", default="configs/mnist_cvitae_quick.toml")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    config = config_module.load(args.config, ["logger=tensorboard"])
+    config = config_module.load(args.config, [*args.overrides, "logger=tensorboard"])
     dataset = trainer.load_data(config)
     torch.manual_seed(config.seed)
     model = trainer.build_model(config, dataset.image_shape, len(dataset.train)).eval()

@@ -216,3 +216,12 @@ def test_evaluate_adds_its_numbers_where_the_run_logged(logged, tmp_path):
     quiet = train(tiny_config(data, logger="none", epochs=1), tmp_path / "none", progress=False)
     evaluate(quiet.path, samples=2, progress=False)
     assert not (quiet.path / "tensorboard").exists()  # a run that did not log gets no events
+
+
+def test_a_vae_logs_its_one_latent_group_and_no_gamma(logged, tmp_path):
+    _, _, _, _, data = logged
+    run = train(tiny_config(data, model="vae", epochs=1), tmp_path / "vae", progress=False)
+    reader = events(run.path)
+    assert set(reader.Tags()["images"]) == {"images/reconstructions", "images/samples", "images/traversals_latent"}
+    assert reader.Tags()["histograms"] == []
+    assert {"test/kl_z", "test/elbo"} <= set(reader.Tags()["scalars"])
