@@ -193,6 +193,9 @@ def test_an_unknown_logger_is_a_one_line_error_naming_the_choices(logged, tmp_pa
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
     with pytest.raises(VitaeError, match="'log_images_every' must be 0"):
         config_module.override(tiny_config(data), ["log_images_every=-1"])
+    (tmp_path / "tensorboard").write_text("")
+    with pytest.raises(VitaeError, match="tensorboard is a file, where the TensorBoard folder should be; move it away"):
+        tracking.create(tiny_config(data), tmp_path, None)
 
 
 def test_other_processes_than_rank_zero_log_nothing(logged, tmp_path, monkeypatch):

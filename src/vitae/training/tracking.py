@@ -92,6 +92,8 @@ class TensorBoard(Logger):
         return _summary_writer() is not None
 
     def __init__(self, folder: Path, config, dataset, start: int | None = 0):
+        if folder.exists() and not folder.is_dir():
+            raise VitaeError(f"{folder} is a file, where the TensorBoard folder should be; move it away or set logger=none")
         purge = start + 1 if start is not None and folder.is_dir() else None  # epochs to train again
         try:
             self.writer = _summary_writer()(log_dir=str(folder), purge_step=purge)

@@ -5,7 +5,7 @@ A run folder holds ``config.json``, ``checkpoint.pt`` (atomic, every ``checkpoin
 and at the end), ``log.csv`` (one row per epoch: train and test ELBO and their terms) and, once
 evaluated or diverged, ``metrics.json``. ``resume`` restores model, optimizer and both RNG streams
 (reparameterisation noise and data order), so an interrupted run ends with the same parameters
-as an uninterrupted one.
+as an uninterrupted one. With a logger (``vitae.training.tracking``), ``tensorboard/`` holds its events.
 
 Under ``torchrun`` with several processes the same loop trains with DistributedDataParallel
 (``vitae.training.distributed``): ``batch_size`` is the global batch, each process trains on its
