@@ -16,6 +16,7 @@ from PIL import Image
 
 from conftest import write_mnist_folder
 from vitae import config as config_module
+from vitae.data.base import Dataset, Split
 from vitae.errors import VitaeError
 from vitae.plotting import figures
 from vitae.training import checkpoint, tracking, trainer
@@ -228,3 +229,12 @@ def test_a_vae_logs_its_one_latent_group_and_no_gamma(logged, tmp_path):
     assert set(reader.Tags()["images"]) == {"images/reconstructions", "images/samples", "images/traversals_latent"}
     assert reader.Tags()["histograms"] == []
     assert {"test/kl_z", "test/elbo"} <= set(reader.Tags()["scalars"])
+
+
+def test_the_projector_labels_are_the_label_and_the_known_factors():
+    images = torch.zeros(3, 1, 2, 2)
+    labels, factors = torch.tensor([4, 1, 7]), torch.tensor([[0.5, 2.0], [1.0, 3.0], [0.25, 1.0]])
+    both = Dataset("d", Split(images), Split(images, labels, factors), ("scale", "shape"))
+    assert tracking.projector_metadata(both, 2) == ([["4", "0.5", "2"], ["1", "1", "3"]], ["label", "scale", "shape"])
+    assert tracking.projector_metadata(Dataset("d", Split(images), Split(images, labels)), 3) == (["4", "1", "7"], None)
+    assert tracking.projector_metadata(Dataset("d", Split(images), Split(images)), 3) == (None, None)

@@ -154,17 +154,25 @@ class TensorBoard(Logger):
     def _embedding(self, model, epoch: int) -> None:
         x = self._test_images(model, EMBEDDED)
         codes = torch.cat([model.representation(chunk) for chunk in x.split(self.config.eval_batch_size)])
-        test, header = self.dataset.test, None
-        if test.labels is not None:
-            metadata = test.labels[:len(x)].tolist()
-        elif test.factors is not None:
-            metadata = [[f"{v:g}" for v in factors] for factors in test.factors[:len(x)].tolist()]
-            header = list(self.dataset.factor_names) or [f"factor_{i}" for i in range(test.factors.shape[1])]
-        else:
-            metadata = None
+        metadata, header = projector_metadata(self.dataset, len(x))
         thumbnails = x.float().cpu() if max(x.shape[2:]) <= THUMBNAIL_LIMIT else None
         self.writer.add_embedding(codes.cpu(), metadata=metadata, label_img=thumbnails, global_step=epoch,
                                   tag="latent", metadata_header=header)
+
+
+def projector_metadata(dataset, n: int) -> tuple[list | None, list[str] | None]:
+    """The projector's labels of the first ``n`` test images: their label and known factors, as
+    ``(rows, header)``; one column goes without a header (TensorBoard's format), none is None."""
+    test, columns = dataset.test, {}
+    if test.labels is not None:
+        columns["label"] = [str(v) for v in test.labels[:n].tolist()]
+    if test.factors is not None:
+        names = list(dataset.factor_names) or [f"factor_{i}" for i in range(test.factors.shape[1])]
+        for name, values in zip(names, test.factors[:n].T.tolist()):
+            columns[name] = [f"{v:g}" for v in values]
+    if len(columns) <= 1:
+        return next(iter(columns.values()), None), None
+    return [list(row) for row in zip(*columns.values())], list(columns)
 
 
 def perspective_parameters(model, images: torch.Tensor, batch_size: int) -> torch.Tensor | None:
