@@ -16,6 +16,7 @@ from PIL import Image
 
 from conftest import write_mnist_folder
 from vitae import config as config_module
+from vitae import models
 from vitae.data.base import Dataset, Split
 from vitae.errors import VitaeError
 from vitae.plotting import figures
@@ -238,3 +239,16 @@ def test_the_projector_labels_are_the_label_and_the_known_factors():
     assert tracking.projector_metadata(both, 2) == ([["4", "0.5", "2"], ["1", "1", "3"]], ["label", "scale", "shape"])
     assert tracking.projector_metadata(Dataset("d", Split(images), Split(images, labels)), 3) == (["4", "1", "7"], None)
     assert tracking.projector_metadata(Dataset("d", Split(images), Split(images)), 3) == (None, None)
+
+
+def test_the_projector_shows_square_images_only(tmp_path):
+    """TensorBoard's sprite sheet (torch's) takes square images: other shapes go without thumbnails."""
+    for shape, sprite in (((1, 6, 4), False), ((1, 4, 4), True)):
+        model = models.create("vae", shape, architecture="mlp").eval()
+        images = torch.rand(5, *shape)
+        dataset = Dataset("d", Split(images), Split(images, torch.arange(5)))
+        folder = tmp_path / f"{shape[1]}x{shape[2]}"
+        logger = tracking.TensorBoard(folder, config_module.from_dict({"eval_batch_size": 2}), dataset)
+        logger.finish(model, {"epoch": 1, "test_elbo": -1.0})
+        assert (folder / "00001" / "latent" / "tensors.tsv").read_text().count("\n") == 5
+        assert (folder / "00001" / "latent" / "sprite.png").exists() == sprite

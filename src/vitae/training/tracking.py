@@ -15,7 +15,8 @@ and ``none`` otherwise. Under torchrun, rank 0 alone logs. Nothing needs a netwo
   posterior means of the first ``EMBEDDED`` test images (``gamma/0``, ``gamma/1``, ...);
 * at the end of training: the configuration as hparams, with the last epoch's train and test
   scalars as its metrics, and the posterior means of the first ``EMBEDDED`` test images in the
-  embedding projector (tag ``latent``), labelled by digit or by known factors;
+  embedding projector (tag ``latent``), labelled by digit and known factors, with the images
+  themselves where they are square and at most ``THUMBNAIL_LIMIT`` pixels;
 * from ``vitae evaluate`` (``evaluated``): its numbers as scalars ``evaluate/<key>`` at the last
   epoch trained; the hparams list ``EVALUATED`` of them among their metrics (blank until
   evaluated: TensorBoard keeps the first hparams a run wrote, those of the end of training).
@@ -38,7 +39,7 @@ from vitae.errors import VitaeError
 
 EMBEDDED = 1000  # test images in the projector and the gamma histograms
 FIGURE_IMAGES = 64  # test images the figures draw on, as in ``vitae plot``
-THUMBNAIL_LIMIT = 64  # the projector shows the images themselves up to this height and width
+THUMBNAIL_LIMIT = 64  # the projector shows square images themselves up to this size
 EVALUATED = ("test_log_px", "d_score", "mig")  # of ``vitae evaluate``'s numbers, the hparams' metrics
 TAGS = {"kl_weight": "schedule/kl_weight", "seconds": "time/epoch_seconds"}
 
@@ -155,7 +156,8 @@ class TensorBoard(Logger):
         x = self._test_images(model, EMBEDDED)
         codes = torch.cat([model.representation(chunk) for chunk in x.split(self.config.eval_batch_size)])
         metadata, header = projector_metadata(self.dataset, len(x))
-        thumbnails = x.float().cpu() if max(x.shape[2:]) <= THUMBNAIL_LIMIT else None
+        height, width = x.shape[2:]  # torch's sprite sheet takes square images only
+        thumbnails = x.float().cpu() if height == width <= THUMBNAIL_LIMIT else None
         self.writer.add_embedding(codes.cpu(), metadata=metadata, label_img=thumbnails, global_step=epoch,
                                   tag="latent", metadata_header=header)
 
