@@ -48,6 +48,8 @@ class Config:
     amp: bool = False  # bfloat16 mixed precision for the networks (CUDA, or a CPU with AVX512-BF16/AMX); likelihood, KLs and warps stay float32
     checkpoint_every: int = 1  # epochs between checkpoints
     eval_batch_size: int = 2000
+    logger: str = "auto"  # experiment tracking (vitae.training.tracking): auto (tensorboard when installed), tensorboard or none
+    log_images_every: int = 10  # epochs between the logger's image grids and gamma histograms (and the last epoch); 0: never
     # what `vitae evaluate` does by default
     eval_samples: int = 1000  # importance samples per test image for log p(x)
     metric_options: dict = field(default_factory=dict)  # sample sizes of the disentanglement metrics
@@ -124,6 +126,8 @@ def check(config: Config) -> None:
                 "latent_dim", "appearance_dim", "perspective_dim"):
         if getattr(config, key) < 1:
             raise VitaeError(f"config key '{key}' must be at least 1, got {getattr(config, key)}")
+    if config.log_images_every < 0:
+        raise VitaeError(f"config key 'log_images_every' must be 0 (never) or more, got {config.log_images_every}")
     if config.warmup < 0:
         raise VitaeError(f"config key 'warmup' must be 0 (no warm-up) or more, got {config.warmup}")
     if not (math.isfinite(config.lr) and config.lr > 0):

@@ -35,6 +35,9 @@ HELP = {
     "lr": "Adam's learning rate",
     "imports": "your Python modules to import first, which register architectures, data, transforms or models "
                "(docs/own_networks.md)",
+    "logger": "experiment tracking: auto (tensorboard when the package is installed), tensorboard or none",
+    "log_images_every": "epochs between the image grids and gamma histograms in TensorBoard (0: never; the last "
+                        "epoch always)",
     "seed": "random seed of initialisation, shuffling and noise (a run is deterministic on one machine)",
     "device": "auto (CUDA when present, else CPU), cpu or cuda",
     "amp": "bfloat16 mixed precision for the networks (CUDA, or a CPU with AVX512-BF16/AMX); off: float32",

@@ -191,6 +191,17 @@ def test_a_resumed_distributed_run_matches_an_uninterrupted_one(runs):
     assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]  # rank 0 alone writes the log
 
 
+def test_rank_zero_alone_logs_to_tensorboard(runs):
+    pytest.importorskip("tensorboard")  # logger = "auto": the runs log when it is installed
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = runs / "ddp" / "straight" / "tensorboard"
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1  # one writer: rank 0
+    reader = EventAccumulator(str(folder))
+    reader.Reload()
+    assert [s.step for s in reader.Scalars("test/elbo")] == [1, 2]
+
+
 def test_a_batch_the_processes_cannot_share_is_an_error_on_every_process(runs):
     for rank in range(WORLD):
         message = (runs / "ddp" / f"odd.error.{rank}").read_text()

@@ -24,6 +24,7 @@ from vitae import files  # noqa: E402
 from vitae.errors import VitaeError  # noqa: E402
 
 GROUP_TITLES = {"z": "latent z", "z_A": "appearance z_A", "z_P": "perspective z_P"}
+GROUP_NAMES = {"z": "latent", "z_A": "appearance", "z_P": "perspective"}  # traversals_<name>.png
 
 
 def image_grid(images: torch.Tensor, ncol: int, pad: int = 1) -> np.ndarray:
@@ -54,24 +55,35 @@ def save_grid(array: np.ndarray, path: Path, title: str, *, ylabels: list[str] |
 
 
 @torch.no_grad()
-def reconstructions(model, images: torch.Tensor, path: Path, ncol: int = 12, pairs: int = 4) -> None:
+def reconstruction_grid(model, images: torch.Tensor, ncol: int = 12, pairs: int = 4) -> np.ndarray:
+    """Test images (odd rows) over their reconstructions (even rows)."""
     ncol = min(ncol, len(images))
     pairs = min(pairs, len(images) // ncol)  # whole rows only, for a test set smaller than the grid
     x = images[: ncol * pairs]
     recon = model.reconstruct(x)
     rows = torch.cat([torch.stack([x[i * ncol:(i + 1) * ncol], recon[i * ncol:(i + 1) * ncol]]) for i in range(pairs)])
-    array = image_grid(rows.flatten(0, 1), ncol)
-    save_grid(array, path, "test images (odd rows) and their reconstructions (even rows)")
+    return image_grid(rows.flatten(0, 1), ncol)
+
+
+def reconstructions(model, images: torch.Tensor, path: Path, ncol: int = 12, pairs: int = 4) -> None:
+    save_grid(reconstruction_grid(model, images, ncol, pairs), path,
+              "test images (odd rows) and their reconstructions (even rows)")
 
 
 @torch.no_grad()
-def samples(model, path: Path, n: int = 100, seed: int = 0) -> None:
+def sample_grid(model, n: int = 100, seed: int = 0) -> np.ndarray:
+    """Mean images decoded from ``n`` draws of the prior (seeded: the same draws every call)."""
     generator = torch.Generator().manual_seed(seed)
-    save_grid(image_grid(model.sample(n, generator=generator), ncol=int(n ** 0.5)), path, "samples from the prior")
+    return image_grid(model.sample(n, generator=generator), ncol=int(n ** 0.5))
+
+
+def samples(model, path: Path, n: int = 100, seed: int = 0) -> None:
+    save_grid(sample_grid(model, n, seed), path, "samples from the prior")
 
 
 @torch.no_grad()
-def traversals(model, group: str, path: Path, steps: int = 11, limit: float = 3.0) -> None:
+def traversal_grid(model, group: str, steps: int = 11, limit: float = 3.0) -> np.ndarray:
+    """One row per dimension of ``group``, varied from ``-limit`` to ``limit``, the rest at 0."""
     device = next(model.parameters()).device
     values = torch.linspace(-limit, limit, steps, device=device)
     rows = []
@@ -79,23 +91,31 @@ def traversals(model, group: str, path: Path, steps: int = 11, limit: float = 3.
         z = {name: torch.zeros(steps, d, device=device) for name, d in model.latent_dims.items()}
         z[group][:, dim] = values
         rows.append(model.decode(z))
+    return image_grid(torch.cat(rows), steps)
+
+
+def traversals(model, group: str, path: Path, steps: int = 11, limit: float = 3.0) -> None:
     title = f"{GROUP_TITLES.get(group, group)}: one dimension from {-limit:g} to {limit:g} per row, the rest at 0"
-    save_grid(image_grid(torch.cat(rows), steps), path, title,
+    save_grid(traversal_grid(model, group, steps, limit), path, title,
               ylabels=[f"{group}[{d}]" for d in range(model.latent_dims[group])])
 
 
 @torch.no_grad()
-def swap(model, images: torch.Tensor, path: Path, n: int = 8) -> None:
+def swap_grid(model, images: torch.Tensor, n: int = 8) -> np.ndarray:
     """Row i, column j: appearance of image i, perspective of image j (sources on the left/top)."""
     x = images[:n]
+    n = len(x)
     posteriors = model.encode(x)
     z_a, z_p = posteriors["z_A"].mean, posteriors["z_P"].mean
     cells = model.decode({"z_A": z_a.repeat_interleave(n, 0), "z_P": z_p.repeat(n, 1)})
     blank = torch.zeros_like(x[:1])
     top = torch.cat([blank, x])
     rows = [top] + [torch.cat([x[i:i + 1], cells[i * n:(i + 1) * n]]) for i in range(n)]
-    save_grid(image_grid(torch.cat(rows), n + 1), path,
-              "appearance of the left image, perspective of the top image")
+    return image_grid(torch.cat(rows), n + 1)
+
+
+def swap(model, images: torch.Tensor, path: Path, n: int = 8) -> None:
+    save_grid(swap_grid(model, images, n), path, "appearance of the left image, perspective of the top image")
 
 
 def training_curves(log_path: Path, path: Path) -> None:
@@ -137,7 +157,7 @@ def all_figures(model, test_images: torch.Tensor, folder: Path, log_path: Path |
     reconstructions(model, x, written[0])
     samples(model, written[1], seed=seed)
     for group in model.latent_dims:
-        name = {"z_A": "appearance", "z_P": "perspective"}.get(group, "latent")
+        name = GROUP_NAMES.get(group, "latent")
         written.append(folder / f"traversals_{name}.png")
         traversals(model, group, written[-1])
     if {"z_A", "z_P"} <= set(model.latent_dims):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from vitae import data as data_module
 from vitae.errors import VitaeError
 from vitae.metrics.log_likelihood import dataset_log_px
-from vitae.training import lock
+from vitae.training import lock, tracking
 from vitae.training.trainer import Run, check_image_shape, evaluate_elbo, load_data, load_trained
 
 
@@ -49,6 +49,7 @@ def _evaluate(run: Run, samples, limit, device, progress, truth, data=None) -> d
     metrics = evaluate_model(config, model, state, samples=samples, limit=limit, progress=progress, truth=truth,
                              data=data)
     run.write_metrics(metrics)
+    tracking.evaluated(config, run.path, metrics, state["epoch"])  # TensorBoard too, where the run logged
     return metrics
 
 

@@ -5,7 +5,7 @@ A run folder holds ``config.json``, ``checkpoint.pt`` (atomic, every ``checkpoin
 and at the end), ``log.csv`` (one row per epoch: train and test ELBO and their terms) and, once
 evaluated or diverged, ``metrics.json``. ``resume`` restores model, optimizer and both RNG streams
 (reparameterisation noise and data order), so an interrupted run ends with the same parameters
-as an uninterrupted one.
+as an uninterrupted one. With a logger (``vitae.training.tracking``), ``tensorboard/`` holds its events.
 
 Under ``torchrun`` with several processes the same loop trains with DistributedDataParallel
 (``vitae.training.distributed``): ``batch_size`` is the global batch, each process trains on its
@@ -36,10 +36,10 @@ from vitae import data as data_module
 from vitae import models
 from vitae.config import Config
 from vitae.errors import DivergedError, VitaeError
-from vitae.training import checkpoint, distributed, lock
+from vitae.training import checkpoint, distributed, lock, tracking
 
 RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "amp", "eval_batch_size", "eval_samples", "metric_options",
-                  "metric_data", "imports"}
+                  "metric_data", "imports", "logger", "log_images_every"}
 MIN_STEPS = 10  # gradient steps per epoch below which training warns
 
 
@@ -380,6 +380,7 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool, data=N
     from vitae.metrics.disentanglement import check_options
 
     check_options(**config.metric_options)  # found now, not when the trained run is evaluated
+    tracking.resolve(config.logger)  # an unknown logger, or one not installed, is an error now too
     distributed.check_batch_size(config.batch_size)
     main, processes = distributed.is_main(), distributed.world_size()
     device = training_device(config.device)
@@ -430,6 +431,7 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool, data=N
     if main and processes > 1:
         tqdm.write(f"vitae: {processes} processes ({distributed.backend()}) of {config.batch_size // processes} images "
                    f"each: global batch {config.batch_size}")
+    tracker = tracking.create(config, run.path, dataset, start)  # TensorBoard: rank 0 alone
     bar = tqdm(range(start + 1, config.epochs + 1), initial=start, total=config.epochs,
                desc=f"{config.model} on {config.data}", disable=not (progress and main), unit="epoch")
     for epoch in bar:
@@ -464,9 +466,11 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool, data=N
             _diverged(run, epoch, None, row["test_elbo"])
         if main:
             _append_log(run.log, row)
+        tracker.epoch(epoch, row, model=model, lr=optimizer.param_groups[0]["lr"], steps=len(batches), images=count)
         bar.set_postfix(train_elbo=f"{row['train_elbo']:.1f}", test_elbo=f"{row['test_elbo']:.1f}")
         if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
             save(epoch)
+    tracker.finish(model, row)
     return run
 
 
