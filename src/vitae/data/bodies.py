@@ -47,6 +47,7 @@ from statistics import NormalDist
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from vitae.data.base import Dataset, Split
 from vitae.data.rasterise import rasterise
@@ -168,9 +169,15 @@ class BodiesData(GroundTruthData):
             return rasterise(self.vertices(part), self.faces, height, width, view_height=VIEW_HEIGHT,
                              view_centre=VIEW_CENTRE)
 
-        # numpy and torch release the GIL in their loops, so batches render in parallel on threads
-        with ThreadPoolExecutor(max_workers=max(1, min(torch.get_num_threads(), len(parts)))) as pool:
-            return torch.cat(list(pool.map(draw, parts))).unsqueeze(1)
+        # numpy and torch release the GIL in their loops, so batches render in parallel, one thread
+        # each (torch's and the BLAS's own threads would only compete with them)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=max(1, min(threads, len(parts)))) as pool:
+                return torch.cat(list(pool.map(draw, parts))).unsqueeze(1)
+        finally:
+            torch.set_num_threads(threads)
 
     def vertices(self, factors: np.ndarray) -> np.ndarray:
         """Posed vertices ``[N, V, 3]`` of the bodies with ``factors`` (shape coefficients, then pose)."""

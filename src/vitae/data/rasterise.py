@@ -83,11 +83,20 @@ def rasterise(vertices, faces, height: int, width: int, *, view_height: float, v
         winner.scatter_reduce_(0, pixel.index_select(0, nearest), f.index_select(0, nearest), "amin")
     winner = winner.numpy()
     covered = np.flatnonzero(winner < none)
-    won = vertices.reshape(-1, 3)[corner[:, winner.take(covered)].T]  # [pixels, corner, xyz]
-    normal = np.cross(won[:, 1] - won[:, 0], won[:, 2] - won[:, 0])
     image = np.zeros(n * pixels, dtype=np.float32)
-    image[covered] = AMBIENT + DIFFUSE * np.abs(normal[:, 2]) / np.maximum(np.linalg.norm(normal, axis=1), 1e-12)
+    image[covered] = _shade(face, scale).take(winner.take(covered))
     return torch.from_numpy(image.reshape(n, height, width))
+
+
+def _shade(face: dict, scale: float) -> np.ndarray:
+    """``AMBIENT + DIFFUSE |n_z| / |n|`` of each kept triangle, its normal ``n`` the cross product of
+    its world edges, which are the pixel edges ``(e_x / scale, -e_y / scale, dz)``; so
+    ``n = ((dz1 e2y - e1y dz2) / scale, (dz1 e2x - e1x dz2) / scale, -area / scale^2)``."""
+    nx = (face["dz1"] * face["e2y"] - face["e1y"] * face["dz2"]) / scale
+    ny = (face["dz1"] * face["e2x"] - face["e1x"] * face["dz2"]) / scale
+    nz = face["area"] / (scale * scale)
+    length = np.sqrt(nx * nx + ny * ny + nz * nz)
+    return (AMBIENT + DIFFUSE * np.abs(nz) / np.maximum(length, 1e-12)).astype(np.float32)
 
 
 def _chunks(count: np.ndarray):
