@@ -28,8 +28,8 @@ coefficient, taken from the body model once per pose when the generator is made 
 For SMPL this is the model itself. The mannequin's own calibration is not quite linear: its bodies
 depart from the basis by under a millimetre for typical shapes and by up to 8 mm (about a pixel at
 400 x 200) with every coefficient at 5 standard deviations, which moves under 1% of a body's
-silhouette pixels (``tests/data/test_bodies.py`` bounds it; ``python benchmarks/factors.py``
-prints both renderers' rates). The basis poses a batch of bodies with one matrix product instead
+silhouette pixels (``tests/data/test_bodies.py`` bounds it; ``python benchmarks/bodies_render.py
+--exact`` prints both renderers' rates). The basis poses a batch of bodies with one matrix product instead
 of one model call each; ``exact_shapes=True`` calls the body model for every image instead.
 
 Image: an orthographic view from the front (camera on +z), the body's left on the image's right,
@@ -50,8 +50,8 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from vitae.data.base import Dataset, Split
-from vitae.data.rasterise import rasterise
 from vitae.data.ground_truth_data import Factor, GroundTruthData, cache_path, generate, save_atomically, split_seeds, to_dataset
+from vitae.data.rasterise import rasterise
 from vitae.errors import VitaeError
 
 SHAPE_STD = 1.25
@@ -66,7 +66,7 @@ ARM_JOINTS = (16, 17, 18, 19)  # SMPL joint numbers of L/R shoulder and L/R elbo
 VIEW_HEIGHT = 2.8  # metres shown from top to bottom of the image
 VIEW_CENTRE = (0.0, -0.45)  # metres (x, y) at the image centre; the pelvis is at the origin
 RENDER_VERSION = 2  # 2: shapes through the linear basis, batched z-buffer
-RENDER_BATCH = 16  # bodies posed and rasterised together (a few hundred MB of working memory at 400 x 200)
+RENDER_BATCH = 16  # bodies posed and rasterised together (8 was as fast, 32 and 64 slower at 400 x 200: benchmarks/bodies_render.py)
 INSTALL_BODIES = "pip install 'vitae-perspective[bodies]'"
 
 
@@ -148,7 +148,6 @@ class BodiesData(GroundTruthData):
             raise VitaeError(f"bodies: num_shape must be in 1..{self.body.num_shape}, got {num_shape}")
         if not isinstance(exact_shapes, bool):
             raise VitaeError(f"bodies: exact_shapes must be true or false, got {exact_shapes!r}")
-        self.exact_shapes = exact_shapes
         self.faces = np.asarray(self.body.faces, dtype=np.int64)
         self.basis = None if exact_shapes else ShapeBasis(self.body, num_shape)
         self.observation_shape = (1, height, width)

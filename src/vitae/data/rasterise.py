@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 AMBIENT, DIFFUSE = 0.3, 0.7
-CANDIDATES_PER_CHUNK = 1_000_000  # bounds the working memory (about 100 bytes per candidate pixel)
+CANDIDATES_PER_CHUNK = 1_000_000  # bounds the working memory (a dozen float64 arrays per candidate pixel)
 
 
 def check(vertices, faces, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,12 +68,12 @@ def rasterise(vertices, faces, height: int, width: int, *, view_height: float, v
     lo_x, lo_y = lo_x.take(keep), lo_y.take(keep)
     face = {"x0": fx[0], "y0": fy[0], "e1x": e1x, "e1y": e1y, "e2x": e2x, "e2y": e2y, "area": area,
             "z0": fz[0], "dz1": fz[1] - fz[0], "dz2": fz[2] - fz[0], "lo_x": lo_x, "lo_y": lo_y,
-            "nx": nx, "base": (keep // num_faces) * pixels + (lo_y * width + lo_x).astype(np.int64),
-            "face": np.arange(len(keep))}
+            "nx": nx, "base": (keep // num_faces) * pixels + (lo_y * width + lo_x).astype(np.int64)}
     depth_buffer = torch.full((n * pixels,), -torch.inf, dtype=torch.float64)
     fragments = []
     for part in _chunks(count):  # whole triangles per chunk, so the working memory stays bounded
-        pixel, f, depth = (torch.from_numpy(a) for a in _fragments({k: v[part] for k, v in face.items()}, count[part], width))
+        pixel, local, depth = _fragments({k: v[part] for k, v in face.items()}, count[part], width)
+        pixel, f, depth = torch.from_numpy(pixel), torch.from_numpy(local + part.start), torch.from_numpy(depth)
         depth_buffer.scatter_reduce_(0, pixel, depth, "amax")
         fragments.append((pixel, f, depth))
     none = len(keep)  # winners are indices of the kept triangles
@@ -111,7 +111,8 @@ def _chunks(count: np.ndarray):
 
 
 def _fragments(face: dict, count: np.ndarray, width: int):
-    """The covered pixels of the triangles ``face`` (global indices): ``(pixel, face, depth)``."""
+    """The covered pixels of the triangles ``face``: ``(pixel, triangle, depth)`` per fragment, the
+    pixel a global index into the batch's images, the triangle an index into ``face``."""
     local = np.repeat(np.arange(len(count)), count)
     k = np.arange(len(local), dtype=np.float64) - (np.cumsum(count) - count).take(local)
     nx = face["nx"].take(local)
@@ -127,4 +128,4 @@ def _fragments(face: dict, count: np.ndarray, width: int):
     local, dx, dy, a, b = local.take(inside), dx.take(inside), dy.take(inside), a.take(inside), b.take(inside)
     depth = face["z0"].take(local) + a * face["dz1"].take(local) + b * face["dz2"].take(local)
     pixel = face["base"].take(local) + (dy * width + dx).astype(np.int64)
-    return pixel, face["face"].take(local), depth
+    return pixel, local, depth
