@@ -83,10 +83,10 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_plot(args) -> None:
-    from vitae.plotting.figures import all_figures
     from vitae.pretrained import load_run
     from vitae.training import lock
-    from vitae.training.trainer import Run, check_image_shape, load_data
+    from vitae.training.plot import plot_model
+    from vitae.training.trainer import Run
 
     out = _out_folder(args, "figures")
     if out is None:
@@ -97,9 +97,7 @@ def cmd_plot(args) -> None:
         held = out
     with lock.exclusive(held, create=held == out):
         config, model, state, log = load_run(args.run, args.device)
-        dataset = load_data(config)
-        check_image_shape(dataset, state)
-        for path in all_figures(model, dataset.test.images, out, log, seed=config.seed):
+        for path in plot_model(config, model, state, out, log):
             print(f"written: {path}")
 
 

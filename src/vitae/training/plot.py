@@ -16,6 +16,12 @@ def plot(out: str | Path, *, device: str | None = None, data=None) -> list[Path]
     run.require()
     with lock.exclusive(run.path):  # one writer per run folder
         config, model, state = load_trained(run, device)
-        dataset = load_data(config, data)
-        check_image_shape(dataset, state)
-        return all_figures(model, dataset.test.images, run.figures, run.log, seed=config.seed)
+        return plot_model(config, model, state, run.figures, run.log, data=data)
+
+
+def plot_model(config, model, state: dict, figures: Path, log: Path | None, *, data=None) -> list[Path]:
+    """The figures of ``plot`` for a loaded model (``state``: its ``image_shape``) into ``figures``,
+    the training curves from ``log`` when it is given; ``data`` as for ``plot``."""
+    dataset = load_data(config, data)
+    check_image_shape(dataset, state)
+    return all_figures(model, dataset.test.images, figures, log, seed=config.seed)
