@@ -128,3 +128,36 @@ def test_auto_picks_the_architecture_made_for_the_shape_else_conv_else_mlp(shape
     model = models.create("vae", shape, architecture="auto")
     reference = models.create("vae", shape, architecture=expected)
     assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+
+
+def test_conv_nets_run_channels_last_and_compute_the_same_as_the_plain_layout():
+    """The conv encoder and decoder keep their weights and feature maps channels-last (faster
+    oneDNN kernels); the loss and every gradient equal those of the same weights in the usual
+    layout, computed by the modules' plain ``nn.Sequential`` parts, and the decoder hands back
+    a contiguous image."""
+    torch.manual_seed(0)
+    vae = build("vae", "conv")
+    convs = [m for m in vae.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    x = torch.rand(3, 1, 32, 48)
+    z = torch.randn(3, 4)
+    out = vae.decoder(z)
+    assert out.is_contiguous() and out.shape == (3, 1, 32, 48)
+
+    plain = build("vae", "conv")
+    plain.load_state_dict(vae.state_dict())
+    plain = plain.to(memory_format=torch.contiguous_format)
+    for m in plain.modules():  # the usual layout throughout: the Sequentials alone, on plain tensors
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            m.weight.data = m.weight.data.contiguous()
+    q = vae.encoder(x)
+    mean_plain = plain.encoder.mean_net(x)
+    var_plain = torch.nn.functional.softplus(plain.encoder.var_net(x)) + 1e-6
+    dec_plain = plain.decoder.net(plain.decoder.dense(z).view(-1, *plain.decoder.start))
+    torch.testing.assert_close(q.mean, mean_plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(q.var, var_plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, dec_plain, rtol=1e-5, atol=1e-6)
+    (q.mean.square().sum() + q.var.sum() + out.square().sum()).backward()
+    (mean_plain.square().sum() + var_plain.sum() + dec_plain.square().sum()).backward()
+    for (name, p), p_plain in zip(vae.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, p_plain.grad, rtol=1e-4, atol=1e-5, msg=name)

@@ -277,3 +277,17 @@ def test_mixed_precision_training_resumes_exactly(tiny_mnist, tmp_path):
     resumed = train(tiny_config(tiny_mnist, model="vae", amp=True, epochs=2), tmp_path / "split", resume=True, progress=False)
     a, b = params(straight.path), params(resumed.path)
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+@needs_bf16
+def test_mixed_precision_keeps_the_transformers_parameters_in_float32():
+    """``g_P`` (the perspective decoder) outputs the spatial transformer's parameters: under
+    amp it runs in float32 (bit-identical to the float32 model), the other networks in bfloat16."""
+    torch.manual_seed(0)
+    model = models.create("cvitae", (1, 28, 28))
+    z = torch.randn(8, 2)
+    gamma, canonical = model.perspective_decoder(z), model.appearance_decoder(z)
+    trainer.use_mixed_precision(model, torch.device("cpu"))
+    assert torch.equal(model.perspective_decoder(z), gamma)
+    amp_canonical = model.appearance_decoder(z)
+    assert amp_canonical.dtype == torch.float32 and not torch.equal(amp_canonical, canonical)

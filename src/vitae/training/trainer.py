@@ -69,11 +69,16 @@ def cpu_has_bfloat16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
+FLOAT32_CHILDREN = ("likelihood", "transform", "perspective_decoder")  # what amp=true leaves in float32
+
+
 def use_mixed_precision(model: models.GenerativeModel, device: torch.device) -> None:
     """Run the model's networks under bfloat16 autocast and hand their outputs on in float32: the
-    likelihood's log terms, the KLs, the estimators and the spatial transformer (children
-    ``likelihood`` and ``transform``) stay float32, where bfloat16 loses too much. bfloat16 needs
-    no loss scaling. On a GPU it needs bfloat16 (Ampere or newer); on a CPU, AVX512-BF16 or AMX.
+    likelihood's log terms, the KLs, the estimators and the spatial transformer stay float32,
+    where bfloat16 loses too much (children ``likelihood`` and ``transform``, and
+    ``perspective_decoder``: ``g_P``'s output is the transformer's parameters, and a few thousand
+    flops in float32 keep them to float32's precision). bfloat16 needs no loss scaling. On a GPU
+    it needs bfloat16 (Ampere or newer); on a CPU, AVX512-BF16 or AMX.
 
     Worth it where the networks' matrix products dominate (the bodies MLP: 1.32x per step on this
     CPU, ``benchmarks/table5.py --amp``); a loss on small or convolutional networks, where the
@@ -83,7 +88,7 @@ def use_mixed_precision(model: models.GenerativeModel, device: torch.device) -> 
     if device.type == "cpu" and not cpu_has_bfloat16():
         raise VitaeError("amp=true on a CPU needs bfloat16 instructions (AVX512-BF16 or AMX), which this one lacks; set amp=false")
     for name, child in model.named_children():
-        if name not in ("likelihood", "transform"):
+        if name not in FLOAT32_CHILDREN:
             child.forward = _autocast_to_float32(child.forward, device.type)
 
 
