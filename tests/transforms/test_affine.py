@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from vitae import transforms
+from vitae.transforms import base
 from vitae.errors import VitaeError
 
 FAMILIES = ["affine", "affine_decomp", "affine_diffeo"]
@@ -20,7 +21,7 @@ def random_theta(batch, dtype=torch.float64, scale=0.3, seed=0):
 @pytest.mark.parametrize("name", FAMILIES)
 def test_zero_theta_reproduces_the_input_bit_for_bit(name):
     t = transforms.create(name)
-    for shape in [(4, 1, 28, 28), (2, 3, 17, 30), (2, 1, 64, 64)]:
+    for shape in [(4, 1, 28, 28), (2, 3, 17, 30), (2, 1, 64, 64), (2, 1, 160, 120)]:  # the last: the separable grid
         images = torch.rand(shape)
         theta = torch.zeros(shape[0], 6)
         assert torch.equal(t.warp(images, theta), images)
@@ -67,9 +68,10 @@ def test_warp_reads_the_input_at_the_transformed_point():
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_warp_agrees_with_affine_grid_and_grid_sample(name):
+@pytest.mark.parametrize("size", [(28, 28), (160, 120)])  # the grid as a matrix product, and separable
+def test_warp_agrees_with_affine_grid_and_grid_sample(name, size):
     t = transforms.create(name)
-    images = torch.rand(5, 2, 28, 28, dtype=torch.float64)
+    images = torch.rand(5, 2, *size, dtype=torch.float64)
     theta = random_theta(5)
     reference = F.grid_sample(images, F.affine_grid(t.matrix(theta), list(images.shape), align_corners=False),
                               mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -119,7 +121,10 @@ def test_diffeo_inverse_is_the_negated_parameters_but_decomp_is_not():
 
 @pytest.mark.parametrize("name", FAMILIES)
 @pytest.mark.parametrize("inverse", [False, True])
-def test_gradcheck_float64(name, inverse):
+@pytest.mark.parametrize("separable", [False, True])
+def test_gradcheck_float64(name, inverse, separable, monkeypatch):
+    if separable:  # the large images' route for the affine grid, on a small image
+        monkeypatch.setattr(base, "SEPARABLE_PIXELS", 0)
     t = transforms.create(name)
     images = torch.rand(2, 1, 7, 9, dtype=torch.float64, requires_grad=True)
     theta = random_theta(2, scale=0.2).requires_grad_()

@@ -56,6 +56,31 @@ def _sampling_constants(h: int, w: int, device: torch.device, dtype: torch.dtype
     return hp, wp, centre, to_padded, points.t().contiguous()
 
 
+# from this many pixels on, the affine grid is built as a sum of a per-column and a per-row part
+# (one pass over the grid) instead of a matrix product with K = 3 followed by a transpose and an
+# add (three): on 400 x 200 bodies the grid's forward and backward went from 10.4 to 6.5 ms a
+# warp; on 28 x 28 MNIST the product is faster (0.6 against 1.0 ms)
+SEPARABLE_PIXELS = 16_384
+
+
+def _affine_grid(d: torch.Tensor, h: int, w: int, centre: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """``centre + [x, y, 1] d`` at every pixel, ``[B, H, W, 2]``, for ``d`` ``[B, 3, 2]`` (already
+    in the padded image's units). Exactly ``centre`` where ``d = 0``, by either route."""
+    b = d.shape[0]
+    if h * w < SEPARABLE_PIXELS:
+        rows = d.transpose(1, 2).reshape(b * 2, 3)
+        return ((rows @ points).view(b, 2, h * w).transpose(1, 2) + centre).view(b, h, w, 2)
+    # [x, y, 1] d = x d[0] + (y d[1] + d[2]): a part that varies along a row (with the centre's
+    # x, which does too) plus one that varies down a column (with the centre's y)
+    grid = centre.view(h, w, 2)
+    xs, ys = points[0, :w], points[1, ::w]
+    column_centre = torch.stack([grid[0, :, 0], torch.zeros_like(xs)], dim=-1)  # [W, 2]: (x_c, 0)
+    row_centre = torch.stack([torch.zeros_like(ys), grid[:, 0, 1]], dim=-1)  # [H, 2]: (0, y_r)
+    along = torch.addcmul(column_centre + d[:, 2:3], xs.view(1, w, 1), d[:, 0:1])  # [B, W, 2]
+    down = torch.addcmul(row_centre, ys.view(1, h, 1), d[:, 1:2])  # [B, H, 2]
+    return along.unsqueeze(1) + down.unsqueeze(2)
+
+
 def displaced_sample(images: torch.Tensor, shift: torch.Tensor | None = None, affine_shift: torch.Tensor | None = None) -> torch.Tensor:
     """Bilinear read of ``images`` ``[B, C, H, W]`` at every pixel centre ``p`` moved to
     ``p + shift(p)`` (normalised units); zeros outside; differentiable in all inputs.
@@ -79,8 +104,7 @@ def displaced_sample(images: torch.Tensor, shift: torch.Tensor | None = None, af
         scale = w / wp if w / wp == h / hp else to_padded
         grid = centre.view(1, h, w, 2) + shift.to(images.dtype) * scale
     else:
-        rows = (affine_shift.to(images.dtype) * to_padded).transpose(1, 2).reshape(b * 2, 3)
-        grid = ((rows @ points).view(b, 2, h * w).transpose(1, 2) + centre).view(b, h, w, 2)
+        grid = _affine_grid(affine_shift.to(images.dtype) * to_padded, h, w, centre, points)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
