@@ -35,15 +35,26 @@ def repeat(x: torch.Tensor, n: int) -> torch.Tensor:
     return x if n == 1 else x.repeat(n, *([1] * (x.dim() - 1)))
 
 
-@dataclass
 class Inference:
     """One pass through a model: posteriors and latent values per group, and the likelihood's
-    parameter images ``[B, P*C, H, W]``."""
+    parameter images ``params`` ``[B, P*C, H, W]``. A model whose parameter images are just
+    ``likelihood.params`` of the decoder's raw output gives that ``output`` and the ``likelihood``
+    instead: the likelihood then scores the raw output directly (cheaper), and ``params`` is
+    computed only if something asks for it."""
 
-    posteriors: dict[str, DiagonalGaussian]
-    z: dict[str, torch.Tensor]
-    params: torch.Tensor
-    output: torch.Tensor | None = None  # the decoder's raw output, when ``params`` is just ``likelihood.params`` of it
+    def __init__(self, posteriors: dict[str, DiagonalGaussian], z: dict[str, torch.Tensor],
+                 params: torch.Tensor | None = None, output: torch.Tensor | None = None,
+                 likelihood: nn.Module | None = None):
+        if params is None and (output is None or likelihood is None):
+            raise ValueError("Inference needs params, or the decoder's output and the likelihood that reads it")
+        self.posteriors, self.z, self.output = posteriors, z, output
+        self._params, self._likelihood = params, likelihood
+
+    @property
+    def params(self) -> torch.Tensor:
+        if self._params is None:
+            self._params = self._likelihood.params(self.output)
+        return self._params
 
     def log_prob(self, likelihood: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``log p(x | z)`` per image, from the raw output where there is one (cheaper)."""
@@ -89,7 +100,7 @@ class GenerativeModel(nn.Module):
     def regularizer(self, inference: Inference) -> torch.Tensor:
         """An extra loss term on the whole batch, not scaled by the warm-up (DIP-VAE's moment
         matching); none by default."""
-        return inference.params.new_zeros(())
+        return inference.z[next(iter(inference.z))].new_zeros(())
 
     # -- what follows ---------------------------------------------------------------------------
     def check_images(self, x: torch.Tensor, name: str = "x") -> None:

@@ -99,7 +99,7 @@ class SquaredError(torch.autograd.Function):
         residual = (x - mean).flatten(1)
         ctx.save_for_backward(residual, mean if sigmoid else None)
         ctx.sigmoid, ctx.shape = sigmoid, output.shape
-        return torch.linalg.vecdot(residual, residual)
+        return torch.linalg.vector_norm(residual, dim=1).square()  # one pass, no temporary
 
     @staticmethod
     def backward(ctx, grad):

@@ -22,7 +22,7 @@ class VAE(GenerativeModel):
         q = self.encoder(x).repeat(repeats)
         z = q.rsample() if sample else q.mean
         output = self.decoder(z)
-        return Inference({"z": q}, {"z": z}, self.likelihood.params(output), output)
+        return Inference({"z": q}, {"z": z}, output=output, likelihood=self.likelihood)
 
     def decode_params(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.likelihood.params(self.decoder(z["z"]))
