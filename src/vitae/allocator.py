@@ -3,18 +3,15 @@
 glibc's ``malloc`` serves every block over 32 MB (and, until it adapts, over 128 KB) straight
 from the kernel with ``mmap`` and returns it with ``munmap`` when it is freed, so each training
 step of a large network maps its gradients and activations afresh and the kernel zeroes them 4 KB
-page by page on first touch. For the bodies MLP (a 82 MB weight gradient per layer) those page
-faults cost more than the Adam step: an 82 MB ``torch.zeros`` took 21 ms where reused memory takes
-2. ``import vitae`` therefore tells glibc to take every block from its heap and keep freed memory
-there (``mallopt(M_MMAP_MAX, 0)`` and a 1 GB ``M_TRIM_THRESHOLD``). The price: a process's
-resident memory stays near its peak rather than shrinking after a large tensor is freed, which
-is what a training or evaluation process wants; ``VITAE_MALLOC=system`` leaves glibc as it is.
-Other C libraries (and other systems) are left alone.
-
-Measured (``python benchmarks/table5.py --architecture smpl_mlp``, see the README's benchmarks):
-the bodies VAE step 1.4x faster in float32 and 2.9x in bfloat16, the faces VAE step 1.5x.
-Torch's own ``THP_MEM_ALLOC_ENABLE=1`` (huge pages) was tried first: it helps the large blocks
-as much but made every fresh 12 MB tensor 20 times slower to write here.
+page by page on first touch. ``import vitae`` therefore tells glibc to take every block from its
+heap and keep freed memory there (``mallopt(M_MMAP_MAX, 0)`` and a 1 GB ``M_TRIM_THRESHOLD``).
+``python benchmarks/allocator.py`` measures it: a fresh 82 MB ``torch.zeros`` (one bodies weight
+gradient) about 21 ms under glibc's default and 2 ms with the memory kept, and the bodies VAE
+step 1.4x faster in float32 and 2.7 to 3x in bfloat16. The price: a process's resident memory
+stays near its peak rather than shrinking after a large tensor is freed, which is what a training
+or evaluation process wants; ``VITAE_MALLOC=system`` leaves glibc as it is. Other C libraries
+(and other systems) are left alone. Torch's own ``THP_MEM_ALLOC_ENABLE=1`` (huge pages) was tried
+first: slower on the same probes, and erratic from run to run.
 """
 
 from __future__ import annotations

@@ -89,9 +89,8 @@ MEAN_ACTIVATIONS = {"linear": lambda output: output, "sigmoid": torch.sigmoid}
 class SquaredError(torch.autograd.Function):
     """``sum (x - mean)^2`` per image, with ``mean = output`` (``sigmoid=False``) or
     ``sigmoid(output)``; the gradient ``-2 (x - mean)`` (times ``mean (1 - mean)`` through the
-    sigmoid) in two passes, and none of the residual's temporaries kept. Against autograd's chain
-    (activation, difference, square, sum; and back through each) this took the fixed-variance
-    Gaussian from a third of a bfloat16 faces VAE step to a tenth."""
+    sigmoid) in two passes, and none of the residual's temporaries kept, in place of autograd's
+    chain (activation, difference, square, sum; and back through each)."""
 
     @staticmethod
     def forward(ctx, x, output, sigmoid: bool):

@@ -88,8 +88,8 @@ class MLPDecoder(nn.Module):
 
 
 # Convolutions run channels-last (weights and feature maps): oneDNN's kernels for the Table 4 net
-# were 1.2x faster so in float32 and 1.6x in bfloat16 on a 2-core AVX512 CPU (benchmarks/table5.py
-# --architecture celeba_conv); the values are the same convolutions, summed in another order
+# are faster so on a 2-core AVX512 CPU, in float32 and more in bfloat16; the values are the same
+# convolutions, summed in another order
 CONV_LAYOUT = torch.channels_last
 
 

@@ -79,13 +79,14 @@ def use_mixed_precision(model: models.GenerativeModel, device: torch.device) -> 
     VITAE's perspective networks, ``q(z_P | x)`` and ``g_P``, whose output is the transformer's
     parameters). With the perspective networks in bfloat16 too, C-VITAE's test ELBO after 30
     MNIST epochs moved by +0.00, -1.04 and -5.60 nats on three seeds; with them in float32, by
-    +0.14, -0.90 and -1.19 (``benchmarks/bf16_elbo.py --seeds 0 1 2``), for a bodies step 1.33x
+    +0.15, -0.91 and -1.17 (``benchmarks/bf16_elbo.py --seeds 0 1 2``), for a bodies step 1.33x
     faster than float32 instead of 1.54x. bfloat16 needs no loss scaling. On a GPU it needs
     bfloat16 (Ampere or newer); on a CPU, AVX512-BF16 or AMX.
 
-    Worth it where the networks' matrix products dominate (the bodies MLP: 1.32x per step on this
-    CPU, ``benchmarks/table5.py --amp``); a loss on small or convolutional networks, where the
-    casts of weights and gradients outweigh the faster products. Hence off by default."""
+    Worth it where the networks' matrix products dominate (the bodies VAE step about 2x on this
+    CPU, ``benchmarks/table5.py --amp``), little where the warps or small convolutions do. Off by
+    default: C-VITAE's likelihood pays for it, and a default that followed the CPU would give one
+    config different numerics on different machines (README, "Several processes")."""
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise VitaeError("amp=true needs a GPU with bfloat16 (Ampere or newer); set amp=false")
     if device.type == "cpu" and not cpu_has_bfloat16():
