@@ -132,9 +132,9 @@ def test_auto_picks_the_architecture_made_for_the_shape_else_conv_else_mlp(shape
 
 def test_conv_nets_run_channels_last_and_compute_the_same_as_the_plain_layout():
     """The conv encoder and decoder keep their weights and feature maps channels-last (faster
-    oneDNN kernels); the loss and every gradient equal those of the same weights in the usual
-    layout, computed by the modules' plain ``nn.Sequential`` parts, and the decoder hands back
-    a contiguous image."""
+    oneDNN kernels), the decoder's image too; outputs and every gradient equal those of the same
+    weights in the usual layout, computed by the modules' plain ``nn.Sequential`` parts, and the
+    likelihoods score a channels-last image as they score the same image in the usual layout."""
     torch.manual_seed(0)
     vae = build("vae", "conv")
     convs = [m for m in vae.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
@@ -142,7 +142,15 @@ def test_conv_nets_run_channels_last_and_compute_the_same_as_the_plain_layout():
     x = torch.rand(3, 1, 32, 48)
     z = torch.randn(3, 4)
     out = vae.decoder(z)
-    assert out.is_contiguous() and out.shape == (3, 1, 32, 48)
+    assert out.is_contiguous(memory_format=torch.channels_last) and out.shape == (3, 1, 32, 48)
+    for likelihood in (models.likelihoods.create("bernoulli"), models.likelihoods.create("gaussian", mean="sigmoid"),
+                       models.likelihoods.create("gaussian", learned=True)):
+        image = torch.rand(3, likelihood.out_channels(1), 32, 48)
+        scored = likelihood.log_prob_output(x, image)
+        torch.testing.assert_close(likelihood.log_prob_output(x, image.contiguous(memory_format=torch.channels_last)), scored)
+        params = likelihood.params(image)
+        torch.testing.assert_close(likelihood.log_prob(x, params.contiguous(memory_format=torch.channels_last)),
+                                   likelihood.log_prob(x, params))
 
     plain = build("vae", "conv")
     plain.load_state_dict(vae.state_dict())

@@ -27,6 +27,12 @@ from vitae.errors import VitaeError
 LOG_2PI = math.log(2 * math.pi)
 
 
+def per_image_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t`` ``[B, ...]`` summed over all but the first axis, in any memory layout (the conv
+    decoders emit channels-last images; a ``flatten`` would copy them first)."""
+    return t.sum(dim=tuple(range(1, t.dim())))
+
+
 class BernoulliFromLogits(torch.autograd.Function):
     """``sum x log p + (1 - x) log(1 - p)`` per image for ``p = clamp(sigmoid(logits), eps, 1 - eps)``,
     in logit space: with ``l`` the logits clamped to ``+-logit(1 - eps)`` (the same clamp),
@@ -40,7 +46,7 @@ class BernoulliFromLogits(torch.autograd.Function):
         clamped = logits.clamp(-bound, bound)
         ctx.save_for_backward(x, logits, clamped)
         ctx.bound = bound
-        return torch.addcmul(F.logsigmoid(-clamped), x, clamped).flatten(1).sum(1)
+        return per_image_sum(torch.addcmul(F.logsigmoid(-clamped), x, clamped))
 
     @staticmethod
     def backward(ctx, grad):
@@ -75,7 +81,7 @@ class Bernoulli(nn.Module):
         # lerp(a, b, x) = a + x (b - a) = x log p + (1 - x) log(1 - p), in fewer passes than the
         # sum of products (F.binary_cross_entropy is slower still on a CPU)
         p = mean.clamp(self.eps, 1 - self.eps)
-        return torch.lerp((1 - p).log(), p.log(), x).flatten(1).sum(1)
+        return per_image_sum(torch.lerp((1 - p).log(), p.log(), x))
 
     def log_prob_output(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """``log_prob(x, params(output))`` from the decoder's raw output (the logits), for models
@@ -95,21 +101,20 @@ class SquaredError(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, output, sigmoid: bool):
         mean = torch.sigmoid(output) if sigmoid else output
-        residual = (x - mean).flatten(1)
+        residual = x - mean  # in the output's layout (channels-last from a conv decoder): no copy
         ctx.save_for_backward(residual, mean if sigmoid else None)
-        ctx.sigmoid, ctx.shape = sigmoid, output.shape
-        return torch.linalg.vector_norm(residual, dim=1).square()  # one pass, no temporary
+        ctx.sigmoid = sigmoid
+        # one pass, no temporary
+        return torch.linalg.vector_norm(residual, dim=tuple(range(1, residual.dim()))).square()
 
     @staticmethod
     def backward(ctx, grad):
         residual, mean = ctx.saved_tensors
-        scaled = residual * (-2 * grad).unsqueeze(1)  # d/dmean of sum (x - mean)^2
+        scaled = residual * (-2 * grad).view(-1, *([1] * (residual.dim() - 1)))  # d/dmean of sum (x - mean)^2
         grad_output = None
         if ctx.needs_input_grad[1]:
-            grad_output = scaled.view(ctx.shape)
-            if ctx.sigmoid:
-                grad_output = torch.ops.aten.sigmoid_backward(grad_output, mean)
-        grad_x = scaled.neg().view(ctx.shape) if ctx.needs_input_grad[0] else None
+            grad_output = torch.ops.aten.sigmoid_backward(scaled, mean) if ctx.sigmoid else scaled
+        grad_x = scaled.neg() if ctx.needs_input_grad[0] else None
         return grad_x, grad_output, None
 
 
@@ -167,7 +172,7 @@ class Gaussian(nn.Module):
         log_var = self.log_variance(params)
         inv_var = (-log_var).exp()
         log_density = -0.5 * ((x - self.mean(params)).pow(2) * inv_var + log_var + LOG_2PI)
-        return log_density.flatten(1).sum(1)
+        return per_image_sum(log_density)
 
 
 REGISTRY: dict[str, type[nn.Module]] = {"bernoulli": Bernoulli, "gaussian": Gaussian}

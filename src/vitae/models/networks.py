@@ -142,8 +142,9 @@ class ConvDecoder(nn.Module):
         self.to(memory_format=CONV_LAYOUT)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # the output in the usual layout: what follows (warps, likelihoods, views) expects it
-        return self.net(self.dense(z).view(-1, *self.start).contiguous(memory_format=CONV_LAYOUT)).contiguous()
+        # the image stays channels-last: the likelihoods reduce it in any layout, and a copy to
+        # the usual one (and back, for its gradient) cost two passes over the largest tensor
+        return self.net(self.dense(z).view(-1, *self.start).contiguous(memory_format=CONV_LAYOUT))
 
 
 @dataclass(frozen=True)
