@@ -143,6 +143,8 @@ def test_conv_nets_run_channels_last_and_compute_the_same_as_the_plain_layout():
     z = torch.randn(3, 4)
     out = vae.decoder(z)
     assert out.is_contiguous(memory_format=torch.channels_last) and out.shape == (3, 1, 32, 48)
+    # what the public methods hand a user is in the usual layout
+    assert vae.decode({"z": z}).is_contiguous() and vae.reconstruct(x).is_contiguous() and vae.sample(2).is_contiguous()
     for likelihood in (models.likelihoods.create("bernoulli"), models.likelihoods.create("gaussian", mean="sigmoid"),
                        models.likelihoods.create("gaussian", learned=True)):
         image = torch.rand(3, likelihood.out_channels(1), 32, 48)

@@ -146,13 +146,14 @@ class GenerativeModel(nn.Module):
         return torch.cat([posteriors[name].mean for name in self.latent_dims], dim=1)
 
     def decode(self, z: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean images ``[B, C, H, W]`` for latent values ``{group: [B, d]}``."""
-        return self.likelihood.mean(self.decode_params(z))
+        """Mean images ``[B, C, H, W]`` (contiguous, whatever layout the decoder computes in) for
+        latent values ``{group: [B, d]}``."""
+        return self.likelihood.mean(self.decode_params(z)).contiguous()
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean images decoded from the posterior means."""
         self.check_images(x)
-        return self.likelihood.mean(self.infer(x, sample=False).params)
+        return self.likelihood.mean(self.infer(x, sample=False).params).contiguous()
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` mean images decoded from the prior ``N(0, I)``."""
