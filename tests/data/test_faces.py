@@ -116,3 +116,32 @@ def test_image_folder_of_mixed_sizes_modes_and_a_non_image(tmp_path):
     torch.testing.assert_close(everything.mean((2, 3)), expected, atol=1 / 255, rtol=0)
     with pytest.raises(VitaeError, match="set data_root"):
         data.create("images")
+
+
+def test_two_processes_building_the_same_cache_at_once_both_succeed(tmp_path, cache, monkeypatch):
+    """torchrun's ranks decode the same folder at the same time. Here a second build runs
+    whole while the first is between decoding and renaming (the interleaving that lost a
+    shared temporary file before). Both return the images, and one whole cache remains, with no
+    temporary file."""
+    from vitae.data import image_folder
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i, colour in enumerate(COLOURS):
+        Image.new("RGB", (20, 16), colour).save(folder / f"{i}.png")
+    files = sorted(folder.iterdir())
+    decode, nested = image_folder._decode_or_none, []
+
+    def decode_and_let_another_build(path, *args):
+        if not nested:  # the other process: its whole build, inside ours
+            nested.append(True)
+            inner = image_folder.decode_all(folder, files, (8, 8), 3, False)[0]
+            nested.append(np.array(inner))
+        return decode(path, *args)
+
+    monkeypatch.setattr(image_folder, "_decode_or_none", decode_and_let_another_build)
+    ours = np.array(image_folder.decode_all(folder, files, (8, 8), 3, False)[0])
+    assert ours.shape == (len(COLOURS), 3, 8, 8) and np.array_equal(ours, nested[1])
+    assert ours[:, :, 4, 4].tolist() == [list(c) for c in COLOURS]
+    left = sorted(p.name for p in (cache / "images").iterdir())
+    assert len(left) == 2 and [name.rsplit(".", 1)[1] for name in left] == ["json", "npy"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +32,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from vitae import files as vitae_files
 from vitae.data.base import Dataset, Split
 from vitae.errors import VitaeError
 
@@ -108,28 +110,35 @@ def decode_all(root: Path, files: list[Path], size=(128, 128), channels: int = 3
 
 
 def _build_cache(root: Path, files: list[Path], size, channels: int, crop: bool, path: Path, index: Path) -> None:
+    """Decode ``files`` into ``path`` (and the names kept into ``index``). Each builder writes a
+    temporary file of its own and renames it into place, so several processes building the same
+    cache at once (torchrun's ranks) each leave a whole one, and a failed build leaves nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(files), channels, *size))
-    kept, skipped = [], []
-    # Pillow releases the GIL while decoding, so threads decode in parallel
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, tqdm(total=len(files), desc=f"decoding {root.name}", unit="image", disable=None) as bar:
-        for start in range(0, len(files), CHUNK):
-            chunk = files[start:start + CHUNK]
-            for file, image in zip(chunk, pool.map(lambda f: _decode_or_none(f, size, channels, crop), chunk)):
-                name = str(file.relative_to(root))
-                if image is None:
-                    skipped.append(name)
-                else:
-                    array[len(kept)] = image
-                    kept.append(name)
-            bar.update(len(chunk))
-    array.flush()
-    del array
-    index_partial = index.with_name(index.name + ".partial")
-    index_partial.write_text(json.dumps({"kept": kept, "skipped": skipped}))
-    os.replace(partial, path)
-    os.replace(index_partial, index)
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    try:
+        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(files), channels, *size))
+        kept, skipped = [], []
+        # Pillow releases the GIL while decoding, so threads decode in parallel
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
+                tqdm(total=len(files), desc=f"decoding {root.name}", unit="image", disable=None) as bar:
+            for start in range(0, len(files), CHUNK):
+                chunk = files[start:start + CHUNK]
+                for file, image in zip(chunk, pool.map(lambda f: _decode_or_none(f, size, channels, crop), chunk)):
+                    name = str(file.relative_to(root))
+                    if image is None:
+                        skipped.append(name)
+                    else:
+                        array[len(kept)] = image
+                        kept.append(name)
+                bar.update(len(chunk))
+        array.flush()
+        del array
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    vitae_files.write_text(index, json.dumps({"kept": kept, "skipped": skipped}))
 
 
 def to_float(images: np.ndarray) -> torch.Tensor:
