@@ -78,15 +78,16 @@ def use_mixed_precision(model: models.GenerativeModel, device: torch.device) -> 
     where bfloat16 loses too much (``FLOAT32_CHILDREN``: the likelihood, the transform, and the
     VITAE's perspective networks, ``q(z_P | x)`` and ``g_P``, whose output is the transformer's
     parameters). With the perspective networks in bfloat16 too, C-VITAE's test ELBO after 30
-    MNIST epochs moved by +0.00, -1.04 and -5.60 nats on three seeds; with them in float32, by
-    +0.15, -0.91 and -1.17 (``benchmarks/bf16_elbo.py --seeds 0 1 2``), for a bodies step 1.33x
-    faster than float32 instead of 1.54x. bfloat16 needs no loss scaling. On a GPU it needs
-    bfloat16 (Ampere or newer); on a CPU, AVX512-BF16 or AMX.
+    MNIST epochs moved by +0.00, -1.04 and -5.60 nats on seeds 0 to 2; with them in float32, by
+    -0.14 ± 0.61 over seeds 0 to 7 (``benchmarks/bf16_elbo.py --seeds 0 1 2 3 4 5 6 7``), for a
+    bodies step 1.33x faster than float32 instead of 1.54x. bfloat16 needs no loss scaling. On a
+    GPU it needs bfloat16 (Ampere or newer); on a CPU, AVX512-BF16 or AMX.
 
     Worth it where the networks' matrix products dominate (the bodies VAE step about 2x on this
     CPU, ``benchmarks/table5.py --amp``), little where the warps or small convolutions do. Off by
-    default: C-VITAE's likelihood pays for it, and a default that followed the CPU would give one
-    config different numerics on different machines (README, "Several processes")."""
+    default: the paper's model gains nothing from it outside the bodies, and a default that
+    followed the CPU would give one config different numerics on different machines (README,
+    "Several processes")."""
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise VitaeError("amp=true needs a GPU with bfloat16 (Ampere or newer); set amp=false")
     if device.type == "cpu" and not cpu_has_bfloat16():
