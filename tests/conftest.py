@@ -41,6 +41,22 @@ def write_mnist_folder(folder: Path, n_train: int = 256, n_test: int = 64, compr
     return folder
 
 
+def fixed_noise_losses(model, x: torch.Tensor, lr: float, steps: int = 3) -> list[float]:
+    """The training loss of ``model`` on ``x`` at ``steps`` successive Adam steps (lr ``lr``),
+    each with the same noise, so that the losses are values of one fixed function."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        torch.manual_seed(1)
+        out = model(x, kl_weight=0.5)
+        losses.append(out.loss.item())
+        if step < steps - 1:
+            optimizer.zero_grad()
+            out.loss.backward()
+            optimizer.step()
+    return losses
+
+
 @pytest.fixture
 def tiny_mnist(tmp_path) -> Path:
     """A folder of IDX files in MNIST's layout: 256 training and 64 test images."""

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import fixed_noise_losses
 from vitae import config as config_module
 from vitae import data, models, transforms
 from vitae.cli import main
@@ -48,15 +49,7 @@ def tiny_conv():
 def test_every_model_of_the_zoo_trains_with_user_networks(tiny_conv, name):
     model = models.create(name, (1, 8, 8), architecture=tiny_conv, dataset_size=100)
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(3):
-        torch.manual_seed(1)  # the same noise every step: the loss is one fixed function
-        out = model(x, kl_weight=0.5)
-        losses.append(out.loss.item())
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
+    losses = fixed_noise_losses(model, x, lr=1e-3)
     assert losses[2] < losses[1] < losses[0]
     encoders = [m for m in model.modules() if isinstance(m, networks.FeatureEncoder)]
     assert encoders and all(isinstance(e.net, Encoder) and e.mean.in_features == 4 * 4 * 4 for e in encoders)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import fixed_noise_losses
 from vitae import models
 from vitae.errors import VitaeError
 from vitae.models.networks import SHIPPED, ConvArchitecture
@@ -102,16 +103,7 @@ def test_every_model_trains_on_every_architecture(name, architecture):
     x = torch.rand(2, *SETTINGS[architecture][0], generator=torch.Generator().manual_seed(0))
     # a small learning rate: Adam's first steps move every weight by about lr, and on the
     # 80,000-pixel MLP lr = 1e-4 already overshoots on a batch of random images
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
-    losses = []
-    for step in range(3):
-        torch.manual_seed(1)  # the same noise every step: the loss is one fixed function
-        out = model(x, kl_weight=0.5)
-        losses.append(out.loss.item())
-        if step < 2:
-            optimizer.zero_grad()
-            out.loss.backward()
-            optimizer.step()
+    losses = fixed_noise_losses(model, x, lr=1e-5)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[2] < losses[1] < losses[0]
 
