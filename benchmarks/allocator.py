@@ -21,7 +21,7 @@ import sys
 PROBE = r"""
 import json, statistics, sys, time
 import vitae, torch
-from vitae.reproduce.timing import build
+from vitae.reproduce.timing import build, time_step
 from vitae.training.trainer import cpu_has_bfloat16, make_optimizer, use_mixed_precision
 repeats = int(sys.argv[1])
 
@@ -42,11 +42,7 @@ for amp in ([False, True] if cpu_has_bfloat16() else [False]):
     if amp:
         use_mixed_precision(model, torch.device("cpu"))
     optimizer = make_optimizer(model, lr=1e-4)
-    def step():
-        loss = model(x, kl_weight=0.5).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    step = lambda: time_step(model, optimizer, x, torch.device("cpu"))
     for _ in range(3):
         step()
     out["bodies_vae_step_bf16_s" if amp else "bodies_vae_step_s"] = median(step)

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from vitae.reproduce.timing import SETTINGS, build
+from vitae.reproduce.timing import SETTINGS, build, time_step
 from vitae.training.trainer import make_optimizer
 
 
@@ -31,6 +31,7 @@ def main() -> None:
     shape, batch_size, _ = SETTINGS[args.architecture]
     repeats = args.repeats or (30 if args.architecture == "mnist_mlp" else 8)
     transform = args.transform if args.model in ("uvitae", "cvitae") else None
+    device = torch.device("cpu")
     torch.manual_seed(0)
     x = torch.rand(batch_size, *shape)
     steps = {}
@@ -39,23 +40,11 @@ def main() -> None:
         model = build(args.model, transform, args.architecture)
         optimizer = make_optimizer(model, lr=1e-4)
         forward = torch.compile(model) if mode == "compiled" else model
-
-        def step():
-            loss = forward(x, kl_weight=0.5).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
         start = time.perf_counter()
         for _ in range(3):
-            step()
+            time_step(forward, optimizer, x, device)
         warm = time.perf_counter() - start
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        steps[mode] = statistics.median(times)
+        steps[mode] = statistics.median(sum(time_step(forward, optimizer, x, device)) for _ in range(repeats))
         print(f"{mode:<9} warm-up {warm:6.1f} s   step {steps[mode]:.4f} s", flush=True)
     print(f"{args.model} on {args.architecture}: compiled / eager {steps['compiled'] / steps['eager']:.2f}")
 
