@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitae.transforms import affine_sampler
+
 
 def identity_grid(batch: int, height: int, width: int, *, device=None, dtype=None) -> torch.Tensor:
     """Pixel-centre coordinates ``[B, H*W, 2]`` in the normalised frame (x then y)."""
@@ -194,7 +196,10 @@ class MatrixTransform(Transform):
 
 
 def warp_affine(images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``warp`` for the ``[B, 2, 3]`` matrix ``m``: the displacement is ``[x, y, 1] (m - [I | 0])^T``."""
+    """``warp`` for the ``[B, 2, 3]`` matrix ``m``: the displacement is ``[x, y, 1] (m - [I | 0])^T``.
+    On the CPU, the compiled sampler where it can (``vitae.transforms.affine_sampler``)."""
+    if affine_sampler.usable(images):
+        return affine_sampler.affine_sample(images, m)
     eye = torch.eye(2, 3, dtype=m.dtype, device=m.device)
     return displaced_sample(images, affine_shift=(m - eye).transpose(1, 2))
 
