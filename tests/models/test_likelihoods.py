@@ -86,6 +86,27 @@ def test_bernoulli_from_logits_equals_the_clamped_mean_formula():
     torch.testing.assert_close(bernoulli.log_prob_output(x, logits), expected, rtol=1e-9, atol=1e-9)
 
 
+def test_bernoulli_from_the_mean_equals_the_density_written_out_and_its_gradient():
+    """Against x log p + (1 - x) log(1 - p) with p = clamp(mean, eps, 1 - eps) written out in
+    float64; gradcheck in both inputs; a clamped pixel passes no gradient back."""
+    bernoulli = likelihoods.create("bernoulli")
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(4, 1, 5, 5, dtype=torch.float64, generator=g)
+    mean = torch.rand(4, 1, 5, 5, dtype=torch.float64, generator=g) * 0.98 + 0.01
+    mean[0, 0, 0, :2] = torch.tensor([0.0, 1.0])  # a warp's zeros, and a saturated pixel: clamped
+    p = mean.clamp(1e-6, 1 - 1e-6)
+    written = (x * p.log() + (1 - x) * (1 - p).log()).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(bernoulli.log_prob(x, mean), written, rtol=1e-12, atol=1e-12)
+    x.requires_grad_()
+    inside = mean.clone().requires_grad_()
+    inside.data[0, 0, 0, :2] = 0.5  # gradcheck's finite differences need a point off the clamp's edge
+    assert torch.autograd.gradcheck(lambda a, b: bernoulli.log_prob(a, b), (x, inside))
+    clamped = mean.clone().requires_grad_()
+    bernoulli.log_prob(x, clamped).sum().backward()
+    assert torch.equal(clamped.grad[0, 0, 0, :2], torch.zeros(2, dtype=torch.float64))
+    assert clamped.grad[1:].abs().min() > 0
+
+
 def test_bernoulli_from_logits_gradient():
     bernoulli = likelihoods.create("bernoulli")
     torch.manual_seed(1)

@@ -58,6 +58,33 @@ class BernoulliFromLogits(torch.autograd.Function):
         return grad_x, grad_logits, None
 
 
+class BernoulliFromMean(torch.autograd.Function):
+    """``sum x log p + (1 - x) log(1 - p)`` per image for ``p = clamp(mean, eps, 1 - eps)`` (the
+    VITAE models score their warped mean, not logits). Its gradient to the mean is
+    ``(x - p) / (p (1 - p))`` where the clamp is inactive and zero elsewhere: six passes, where
+    autograd's chain through the clamp, both logs and the lerp takes a dozen."""
+
+    @staticmethod
+    def forward(ctx, x, mean, eps: float):
+        p = mean.clamp(eps, 1 - eps)
+        ctx.save_for_backward(x, mean, p)
+        # lerp(a, b, x) = a + x (b - a) = x log p + (1 - x) log(1 - p), in fewer passes than the
+        # sum of products (F.binary_cross_entropy is slower still on a CPU)
+        return per_image_sum(torch.lerp((1 - p).log(), p.log(), x))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, mean, p = ctx.saved_tensors
+        g = grad.view(-1, *([1] * (x.dim() - 1)))
+        grad_mean = grad_x = None
+        if ctx.needs_input_grad[1]:
+            grad_mean = (x - p).div_(torch.addcmul(p, p, p, value=-1))  # (x - p) / (p - p^2)
+            grad_mean = grad_mean.masked_fill_(p != mean, 0).mul_(g)  # clamped pixels pass nothing back
+        if ctx.needs_input_grad[0]:
+            grad_x = (p.log() - (1 - p).log()) * g
+        return grad_x, grad_mean, None
+
+
 class Bernoulli(nn.Module):
     """Per-pixel Bernoulli with mean ``sigmoid(output)``, for pixels in ``[0, 1]`` (not binarised,
     as in the paper). The mean is clamped to ``[eps, 1 - eps]`` because a warp can move exact
@@ -78,10 +105,7 @@ class Bernoulli(nn.Module):
         return params
 
     def log_prob(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        # lerp(a, b, x) = a + x (b - a) = x log p + (1 - x) log(1 - p), in fewer passes than the
-        # sum of products (F.binary_cross_entropy is slower still on a CPU)
-        p = mean.clamp(self.eps, 1 - self.eps)
-        return per_image_sum(torch.lerp((1 - p).log(), p.log(), x))
+        return BernoulliFromMean.apply(x, mean, self.eps)
 
     def log_prob_output(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """``log_prob(x, params(output))`` from the decoder's raw output (the logits), for models
