@@ -5,7 +5,7 @@
 The warps are those of one C-VITAE step on MNIST: ``prepare(gamma)``, the un-warp of the data
 (gradient to ``gamma`` only) and the warp of the decoded image (gradient to both), forward and
 backward; once through the compiled affine sampler (``vitae.transforms.affine_sampler``) and once
-through ``F.grid_sample`` (``VITAE_SAMPLER=torch``). The VAE step is the Table 1 VAE's forward,
+through ``F.grid_sample`` (``VITAE_KERNELS=torch``). The VAE step is the Table 1 VAE's forward,
 backward and Adam step (on MNIST's size only). All take turns in one process; medians over the
 rounds after warm-up. ``--size 400 200 --batch-size 64`` times the bodies' warps.
 """
@@ -20,7 +20,7 @@ import time
 import torch
 
 from vitae import models, transforms
-from vitae.transforms import affine_sampler
+from vitae import kernels
 from vitae.training.trainer import make_optimizer
 
 
@@ -51,7 +51,7 @@ def main() -> None:
 
     def two_warps(sampler):
         def run():
-            os.environ[affine_sampler.CHOICE] = sampler
+            os.environ[kernels.CHOICE] = sampler
             warp = transform.prepare(gamma)
             (warp(x, inverse=True).sum() + warp(decoded).sum()).backward()
         return run

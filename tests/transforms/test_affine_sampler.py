@@ -1,7 +1,7 @@
 """The compiled affine sampler (vitae.transforms.affine_sampler): values against bilinear
 interpolation written out in numpy, agreement with the F.grid_sample path in values and both
 gradients, gradcheck in float64, the bit-exact identity, independence of the thread count, and the
-choice of path (VITAE_SAMPLER, a missing compiler, an unwritable cache, builds racing)."""
+choice of path (VITAE_KERNELS, a missing compiler, an unwritable cache, builds racing)."""
 
 import os
 import subprocess
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from vitae import transforms
+from vitae import kernels, transforms
 from vitae.errors import VitaeError
 from vitae.transforms import affine_sampler, base
 
-pytestmark = pytest.mark.skipif(affine_sampler.compiler() is None, reason="no C++ compiler")
+pytestmark = pytest.mark.skipif(kernels.compiler() is None, reason="no C++ compiler")
 
 
 def bilinear_numpy(image: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -41,7 +41,7 @@ def both_paths(images, m, monkeypatch):
     """(compiled, F.grid_sample) outputs and gradients of a fixed weighted sum."""
     results = []
     for choice in ("compiled", "torch"):
-        monkeypatch.setenv("VITAE_SAMPLER", choice)
+        monkeypatch.setenv("VITAE_KERNELS", choice)
         x, mm = images.clone().requires_grad_(), m.clone().requires_grad_()
         out = base.warp_affine(x, mm)
         weights = torch.linspace(-1, 2, out.numel(), dtype=out.dtype).view_as(out)
@@ -56,7 +56,7 @@ def random_matrix(batch, dtype, scale=0.3, seed=0):
 
 
 def test_values_equal_bilinear_interpolation_written_out_in_numpy(monkeypatch):
-    monkeypatch.setenv("VITAE_SAMPLER", "compiled")
+    monkeypatch.setenv("VITAE_KERNELS", "compiled")
     images = torch.rand(3, 2, 9, 13, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     m = random_matrix(3, torch.float64, scale=0.4)
     m[2, :, 2] += torch.tensor([0.9, -1.3], dtype=torch.float64)  # mostly outside the frame
@@ -91,7 +91,7 @@ def test_float32_and_channels_last_agree_with_grid_sample(monkeypatch):
 
 
 def test_gradcheck_in_float64(monkeypatch):
-    monkeypatch.setenv("VITAE_SAMPLER", "compiled")
+    monkeypatch.setenv("VITAE_KERNELS", "compiled")
     images = torch.rand(3, 2, 7, 6, dtype=torch.float64, requires_grad=True)
     m = random_matrix(3, torch.float64, scale=0.2).requires_grad_()
     assert torch.autograd.gradcheck(affine_sampler.affine_sample, (images, m), eps=1e-6, atol=1e-6)
@@ -99,7 +99,7 @@ def test_gradcheck_in_float64(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_identity_copies_every_pixel_bit_for_bit(dtype, monkeypatch):
-    monkeypatch.setenv("VITAE_SAMPLER", "compiled")
+    monkeypatch.setenv("VITAE_KERNELS", "compiled")
     for shape in [(4, 1, 28, 28), (2, 3, 17, 30), (2, 1, 400, 200), (1, 1, 1, 1)]:
         images = torch.randn(shape, dtype=dtype)
         eye = torch.eye(2, 3, dtype=dtype).expand(shape[0], 2, 3)
@@ -109,7 +109,7 @@ def test_identity_copies_every_pixel_bit_for_bit(dtype, monkeypatch):
 
 
 def test_the_thread_count_does_not_change_a_bit(monkeypatch):
-    monkeypatch.setenv("VITAE_SAMPLER", "compiled")
+    monkeypatch.setenv("VITAE_KERNELS", "compiled")
     images = torch.rand(7, 2, 30, 20)
     m = random_matrix(7, torch.float32)
     threads = torch.get_num_threads()
@@ -133,30 +133,35 @@ def test_a_matrix_of_the_wrong_shape_is_named():
 
 def test_the_choice_of_path(monkeypatch):
     images = torch.rand(2, 1, 8, 8)
-    monkeypatch.setenv("VITAE_SAMPLER", "torch")
+    monkeypatch.setenv("VITAE_KERNELS", "torch")
     assert not affine_sampler.usable(images)
-    monkeypatch.setenv("VITAE_SAMPLER", "auto")
+    monkeypatch.setenv("VITAE_KERNELS", "auto")
     assert affine_sampler.usable(images)
     assert not affine_sampler.usable(images.half())  # other dtypes keep F.grid_sample
-    monkeypatch.setenv("VITAE_SAMPLER", "fast")
-    with pytest.raises(VitaeError, match="VITAE_SAMPLER='fast' is not a sampler; use auto, torch or compiled"):
+    monkeypatch.setenv("VITAE_KERNELS", "fast")
+    with pytest.raises(VitaeError, match="VITAE_KERNELS='fast' is not a choice of kernels; use auto, torch or compiled"):
         affine_sampler.usable(images)
 
 
-def test_without_a_compiler_auto_falls_back_with_one_warning_and_compiled_refuses(monkeypatch, tmp_path):
-    monkeypatch.setattr(affine_sampler, "compiler", lambda: None)
-    monkeypatch.setattr(affine_sampler, "_library", None)
-    monkeypatch.setattr(affine_sampler, "_failure", None)
+@pytest.fixture
+def no_compiler(monkeypatch, tmp_path):
+    monkeypatch.setattr(kernels, "compiler", lambda: None)
     monkeypatch.setenv("VITAE_KERNEL_DIR", str(tmp_path))
-    monkeypatch.setenv("VITAE_SAMPLER", "auto")
+    kernels.forget()
+    yield
+    kernels.forget()
+
+
+def test_without_a_compiler_auto_falls_back_with_one_warning_and_compiled_refuses(monkeypatch, no_compiler):
+    monkeypatch.setenv("VITAE_KERNELS", "auto")
     t = transforms.create("affine_diffeo")
     images, theta = torch.rand(2, 1, 8, 8), 0.1 * torch.randn(2, 6)
-    with pytest.warns(RuntimeWarning, match="compiled affine sampler is unavailable.*no C\\+\\+ compiler found"):
+    with pytest.warns(RuntimeWarning, match="compiled affine_sampler is unavailable.*no C\\+\\+ compiler found"):
         warped = t.warp(images, theta)
-    monkeypatch.setenv("VITAE_SAMPLER", "torch")
+    monkeypatch.setenv("VITAE_KERNELS", "torch")
     assert torch.equal(warped, t.warp(images, theta))  # the F.grid_sample path's numbers
-    monkeypatch.setenv("VITAE_SAMPLER", "compiled")
-    with pytest.raises(VitaeError, match="VITAE_SAMPLER=compiled, but .* no C\\+\\+ compiler found"):
+    monkeypatch.setenv("VITAE_KERNELS", "compiled")
+    with pytest.raises(VitaeError, match="VITAE_KERNELS=compiled, but .* no C\\+\\+ compiler found"):
         t.warp(images, theta)
 
 
@@ -164,8 +169,8 @@ def test_a_cache_folder_that_cannot_be_made_is_named(monkeypatch, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("VITAE_KERNEL_DIR", str(blocker / "kernels"))
-    with pytest.raises(VitaeError, match="cannot write the compiled sampler to .*; set VITAE_KERNEL_DIR"):
-        affine_sampler.build()
+    with pytest.raises(VitaeError, match="cannot write the compiled affine_sampler to .*; set VITAE_KERNEL_DIR"):
+        kernels.build(affine_sampler.SOURCE)
 
 
 def test_processes_building_at_once_leave_one_whole_library(tmp_path):
@@ -174,7 +179,7 @@ def test_processes_building_at_once_leave_one_whole_library(tmp_path):
     script = ("import torch; from vitae.transforms import affine_sampler as s; "
               "x = torch.rand(2, 1, 5, 5); assert s.usable(x); "
               "assert torch.equal(s.affine_sample(x, torch.eye(2, 3).expand(2, 2, 3)), x)")
-    env = {**os.environ, "VITAE_KERNEL_DIR": str(tmp_path), "VITAE_SAMPLER": "compiled"}
+    env = {**os.environ, "VITAE_KERNEL_DIR": str(tmp_path), "VITAE_KERNELS": "compiled"}
     runs = [subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
             for _ in range(3)]
     for run in runs:

@@ -1,0 +1,142 @@
+"""vitae's compiled CPU kernels: C++ sources shipped with the package, built on first use with the
+system's C++ compiler and loaded with ``ctypes`` (no torch headers, no build step at install).
+
+A kernel is built into ``$VITAE_KERNEL_DIR`` (default ``~/.cache/vitae/kernels``) under a name
+that hashes its source, the compiler, the flags and the CPU, so a later process loads it at once,
+a home folder shared by different machines holds one per kind of CPU, and processes building it
+at the same time (torchrun's ranks) each write a temporary file of their own and rename it into
+place. ``VITAE_KERNELS`` chooses: ``auto`` (the default) uses a kernel where it builds and says
+once why not where it does not, then keeps torch's own path; ``torch`` keeps torch's path
+everywhere; ``compiled`` makes a failed build an error. The two paths round differently, so a
+run's numbers depend on which one it took (resume on one machine stays exact).
+
+The kernels (``vitae.transforms.affine_sampler``, ``vitae.transforms.cpab_walk``) run on torch's
+OpenMP pool: built with ``-fopenmp`` and loaded into a process that runs torch, they share its
+runtime by its soname. Threads of a pool of their own would have to wait for torch's, which spin
+for a while after each of its parallel operations.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Callable
+
+from vitae.errors import VitaeError
+
+# -march=native: built for the CPU it runs on (the name hashes that CPU's flags)
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC"]
+# no vector gathers: on this AMD EPYC, and on Intel CPUs since the GDS microcode, they are slower
+# than scalar loads (the bodies' affine warp forward and backward 2.7x and 2.4x slower with
+# them). GCC 13 and later spell it -mno-gather, GCC 12 -mtune-ctrl=^use_gather; other compilers
+# and CPUs take neither, and the first that compiles is used
+NO_GATHER = (["-mno-gather"], ["-mtune-ctrl=^use_gather"], [])
+CHOICE = "VITAE_KERNELS"  # "auto" (default), "torch" or "compiled"
+KERNEL_DIR = "VITAE_KERNEL_DIR"
+
+_lock = threading.Lock()
+_loaded: dict[Path, ctypes.CDLL] = {}
+_failed: dict[Path, str] = {}
+
+
+def choice() -> str:
+    value = os.environ.get(CHOICE, "auto")
+    if value not in ("auto", "torch", "compiled"):
+        raise VitaeError(f"{CHOICE}={value!r} is not a choice of kernels; use auto, torch or compiled")
+    return value
+
+
+def kernel_dir() -> Path:
+    if os.environ.get(KERNEL_DIR):
+        return Path(os.environ[KERNEL_DIR])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "vitae" / "kernels"
+
+
+def compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def cpu_flags() -> str:
+    """What the CPU can do, as ``/proc/cpuinfo`` lists it (Linux), else the platform's name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.machine() + platform.processor()
+
+
+def build(source: Path) -> Path:
+    """The shared library of ``source``, built now unless this source, compiler, flags and CPU
+    have been built for before; raises ``VitaeError`` naming what failed."""
+    cxx = compiler()
+    if cxx is None:
+        raise VitaeError("no C++ compiler found (set CXX, or install g++)")
+    key = source.read_bytes() + " ".join([cxx, *FLAGS, repr(NO_GATHER), cpu_flags()]).encode()
+    folder = kernel_dir()
+    target = folder / f"{source.stem}-{hashlib.sha256(key).hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise VitaeError(f"cannot write the compiled {source.stem} to {folder} ({exc.strerror}); set {KERNEL_DIR} "
+                         "to a writable folder") from None
+    try:
+        for extra in NO_GATHER:
+            done = subprocess.run([cxx, *FLAGS, *extra, str(source), "-o", tmp], capture_output=True, text=True)
+            if not done.returncode:
+                break
+        else:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise VitaeError(f"{cxx} could not build {source.name}: {last}")
+        os.replace(tmp, target)  # whole or not there: a reader never loads half a library
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def load(source: Path, declare: Callable[[ctypes.CDLL], ctypes.CDLL]) -> ctypes.CDLL | None:
+    """The loaded kernel of ``source`` (``declare`` sets its functions' argument types), or
+    ``None`` where torch's path is to be used (see the module)."""
+    wanted = choice()
+    if wanted == "torch":
+        return None
+    library = _loaded.get(source)
+    if library is not None:
+        return library
+    with _lock:
+        if source not in _loaded and source not in _failed:
+            try:
+                _loaded[source] = declare(ctypes.CDLL(str(build(source))))
+            except (VitaeError, OSError) as exc:
+                _failed[source] = str(exc)
+                if wanted == "auto":
+                    warnings.warn(f"the compiled {source.stem} is unavailable, torch's path is used: {exc}",
+                                  RuntimeWarning, stacklevel=3)
+        if source not in _loaded and wanted == "compiled":
+            raise VitaeError(f"{CHOICE}=compiled, but the compiled {source.stem} is unavailable: {_failed[source]}")
+        return _loaded.get(source)
+
+
+def forget() -> None:
+    """Drop what was loaded and what failed, so that the next use builds or loads afresh (tests)."""
+    with _lock:
+        _loaded.clear()
+        _failed.clear()
