@@ -71,6 +71,7 @@ import numpy as np
 import torch
 
 from vitae.errors import VitaeError
+from vitae.transforms import cpab_walk
 from vitae.transforms.base import Transform, displaced_sample, identity_grid, invert_rows
 
 
@@ -320,7 +321,10 @@ def _changed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _walk(x, y, coarse, fine, offset, start, nx, ny, n_steps, n_sub):
     """The stepping integrator (module docstring) from the points ``x, y`` in the cells ``start``;
-    returns the end points and the record of the steps that ``_walk_back`` needs."""
+    returns the end points and the record of the steps that ``_walk_back`` needs. On the CPU,
+    the compiled walk where it builds (``vitae.transforms.cpab_walk``): the same steps."""
+    if cpab_walk.usable(x):
+        return cpab_walk.walk(x, y, coarse, fine, start, nx, ny, n_steps, n_sub)
     steps = []
     frac = 1 / (2 * n_sub)
     for _ in range(n_steps):
@@ -353,6 +357,8 @@ def _walk(x, y, coarse, fine, offset, start, nx, ny, n_steps, n_sub):
 def _walk_back(steps, gx, gy, grad_coarse, grad_fine, need_points):
     """Backward of ``_walk``: the recorded steps in reverse, a scatter of the map gradients per
     step. Returns the gradient to the start points (``None, None`` unless ``need_points``)."""
+    if isinstance(steps, cpab_walk.Walk):
+        return steps.back(gx, gy, grad_coarse, grad_fine, need_points)
     last = len(steps) - 1
     for i, (x, y, m, c, redo, subs) in enumerate(reversed(steps)):
         if redo.numel():
