@@ -45,6 +45,7 @@ KERNEL_DIR = "VITAE_KERNEL_DIR"
 _lock = threading.Lock()
 _loaded: dict[Path, ctypes.CDLL] = {}
 _failed: dict[Path, str] = {}
+_warned: set[str] = set()
 
 
 def choice() -> str:
@@ -127,8 +128,9 @@ def load(source: Path, declare: Callable[[ctypes.CDLL], ctypes.CDLL]) -> ctypes.
                 _loaded[source] = declare(ctypes.CDLL(str(build(source))))
             except (VitaeError, OSError) as exc:
                 _failed[source] = str(exc)
-                if wanted == "auto":
-                    warnings.warn(f"the compiled {source.stem} is unavailable, torch's path is used: {exc}",
+                if wanted == "auto" and str(exc) not in _warned:  # a missing compiler: one warning for all
+                    _warned.add(str(exc))
+                    warnings.warn(f"vitae's compiled {source.stem} is unavailable, torch's path is used: {exc}",
                                   RuntimeWarning, stacklevel=3)
         if source not in _loaded and wanted == "compiled":
             raise VitaeError(f"{CHOICE}=compiled, but the compiled {source.stem} is unavailable: {_failed[source]}")
@@ -140,3 +142,4 @@ def forget() -> None:
     with _lock:
         _loaded.clear()
         _failed.clear()
+        _warned.clear()

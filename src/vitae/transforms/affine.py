@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from vitae.transforms import affine_exp
 from vitae.transforms.base import MatrixTransform, invert_affine
 
 
@@ -65,5 +66,7 @@ class AffineDiffeo(MatrixTransform):
 
     def matrix(self, theta: torch.Tensor, inverse: bool = False) -> torch.Tensor:
         self.check_theta(theta)
+        if affine_exp.usable(theta):  # on the CPU, the compiled expm where it builds
+            return affine_exp.expm(-theta if inverse else theta)
         gamma = torch.cat([theta.view(-1, 2, 3), theta.new_zeros(theta.shape[0], 1, 3)], dim=1)
         return torch.linalg.matrix_exp(-gamma if inverse else gamma)[:, :2, :]
