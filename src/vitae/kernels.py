@@ -1,19 +1,19 @@
 """vitae's compiled CPU kernels: C++ sources shipped with the package, built on first use with the
 system's C++ compiler and loaded with ``ctypes`` (no torch headers, no build step at install).
 
-A kernel is built into ``$VITAE_KERNEL_DIR`` (default ``~/.cache/vitae/kernels``) under a name
-that hashes its source, the compiler, the flags and the CPU, so a later process loads it at once,
-a home folder shared by different machines holds one per kind of CPU, and processes building it
-at the same time (torchrun's ranks) each write a temporary file of their own and rename it into
-place. ``VITAE_KERNELS`` chooses: ``auto`` (the default) uses a kernel where it builds and says
-once why not where it does not, then keeps torch's own path; ``torch`` keeps torch's path
-everywhere; ``compiled`` makes a failed build an error. The two paths round differently, so a
-run's numbers depend on which one it took (resume on one machine stays exact).
-
-The kernels (``vitae.transforms.affine_sampler``, ``vitae.transforms.cpab_walk``) run on torch's
-OpenMP pool: built with ``-fopenmp`` and loaded into a process that runs torch, they share its
-runtime by its soname. Threads of a pool of their own would have to wait for torch's, which spin
-for a while after each of its parallel operations.
+* **Where.** A kernel is built into ``$VITAE_KERNEL_DIR`` (default ``kernels/`` in
+  ``$VITAE_CACHE``, else in ``~/.cache/vitae``). Its name hashes its source, the compiler, the
+  flags and the CPU: a later process loads it at once, and a home folder shared by different
+  machines holds one per kind of CPU. Processes building it at the same time (torchrun's ranks)
+  each write a temporary file of their own and rename it into place.
+* **Whether.** ``VITAE_KERNELS`` chooses. ``auto`` (the default) uses a kernel where it builds,
+  and otherwise says why once and keeps torch's own path. ``torch`` keeps torch's path
+  everywhere. ``compiled`` makes a failed build an error. The two paths round differently, so a
+  run's numbers depend on which one it took; resume on one machine stays exact.
+* **Threads.** The kernels (``vitae.transforms.affine_sampler``, ``affine_exp`` and
+  ``cpab_walk``) run on torch's OpenMP pool: built with ``-fopenmp`` and loaded into a process
+  that runs torch, they share its runtime by its soname. Threads of a pool of their own would
+  have to wait for torch's, which spin for a while after each of its parallel operations.
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def choice() -> str:
 
 
 def kernel_dir() -> Path:
+    """``$VITAE_KERNEL_DIR``, else ``kernels/`` in vitae's cache (``$VITAE_CACHE``, else ``~/.cache/vitae``)."""
     if os.environ.get(KERNEL_DIR):
         return Path(os.environ[KERNEL_DIR])
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "vitae" / "kernels"
+    return Path(os.environ.get("VITAE_CACHE") or Path.home() / ".cache" / "vitae") / "kernels"
 
 
 def compiler() -> str | None:

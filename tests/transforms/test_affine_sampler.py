@@ -3,16 +3,11 @@ interpolation written out in numpy, agreement with the F.grid_sample path in val
 gradients, gradcheck in float64, the bit-exact identity, independence of the thread count, and the
 choice of path (VITAE_KERNELS, a missing compiler, an unwritable cache, builds racing)."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 
 from vitae import kernels, transforms
-from vitae.errors import VitaeError
 from vitae.transforms import affine_sampler, base
 
 pytestmark = pytest.mark.skipif(kernels.compiler() is None, reason="no C++ compiler")
@@ -129,61 +124,3 @@ def test_the_thread_count_does_not_change_a_bit(monkeypatch):
 def test_a_matrix_of_the_wrong_shape_is_named():
     with pytest.raises(ValueError, match=r"matrix must have shape \[2, 2, 3\]"):
         affine_sampler.affine_sample(torch.rand(2, 1, 4, 4), torch.rand(3, 2, 3))
-
-
-def test_the_choice_of_path(monkeypatch):
-    images = torch.rand(2, 1, 8, 8)
-    monkeypatch.setenv("VITAE_KERNELS", "torch")
-    assert not affine_sampler.usable(images)
-    monkeypatch.setenv("VITAE_KERNELS", "auto")
-    assert affine_sampler.usable(images)
-    assert not affine_sampler.usable(images.half())  # other dtypes keep F.grid_sample
-    monkeypatch.setenv("VITAE_KERNELS", "fast")
-    with pytest.raises(VitaeError, match="VITAE_KERNELS='fast' is not a choice of kernels; use auto, torch or compiled"):
-        affine_sampler.usable(images)
-
-
-@pytest.fixture
-def no_compiler(monkeypatch, tmp_path):
-    monkeypatch.setattr(kernels, "compiler", lambda: None)
-    monkeypatch.setenv("VITAE_KERNEL_DIR", str(tmp_path))
-    kernels.forget()
-    yield
-    kernels.forget()
-
-
-def test_without_a_compiler_auto_falls_back_with_one_warning_and_compiled_refuses(monkeypatch, no_compiler):
-    monkeypatch.setenv("VITAE_KERNELS", "auto")
-    t = transforms.create("affine_diffeo")
-    images, theta = torch.rand(2, 1, 8, 8), 0.1 * torch.randn(2, 6)
-    with pytest.warns(RuntimeWarning, match="compiled .* is unavailable.*no C\\+\\+ compiler found") as caught:
-        warped = t.warp(images, theta)
-    assert len(caught) == 1  # the expm's kernel and the sampler's fail alike: one warning
-    monkeypatch.setenv("VITAE_KERNELS", "torch")
-    assert torch.equal(warped, t.warp(images, theta))  # the F.grid_sample path's numbers
-    monkeypatch.setenv("VITAE_KERNELS", "compiled")
-    with pytest.raises(VitaeError, match="VITAE_KERNELS=compiled, but .* no C\\+\\+ compiler found"):
-        t.warp(images, theta)
-
-
-def test_a_cache_folder_that_cannot_be_made_is_named(monkeypatch, tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    monkeypatch.setenv("VITAE_KERNEL_DIR", str(blocker / "kernels"))
-    with pytest.raises(VitaeError, match="cannot write the compiled affine_sampler to .*; set VITAE_KERNEL_DIR"):
-        kernels.build(affine_sampler.SOURCE)
-
-
-def test_processes_building_at_once_leave_one_whole_library(tmp_path):
-    """Ranks of a torchrun job start together on an empty cache: each builds under a temporary
-    name of its own and renames it into place; every one loads a whole library and warps."""
-    script = ("import torch; from vitae.transforms import affine_sampler as s; "
-              "x = torch.rand(2, 1, 5, 5); assert s.usable(x); "
-              "assert torch.equal(s.affine_sample(x, torch.eye(2, 3).expand(2, 2, 3)), x)")
-    env = {**os.environ, "VITAE_KERNEL_DIR": str(tmp_path), "VITAE_KERNELS": "compiled"}
-    runs = [subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
-            for _ in range(3)]
-    for run in runs:
-        assert run.wait(timeout=300) == 0, run.stderr.read()
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) == 1 and names[0].startswith("affine_sampler-") and names[0].endswith(".so")
