@@ -64,7 +64,7 @@ def test_a_cache_folder_that_cannot_be_made_is_named(monkeypatch, tmp_path):
     blocker.write_text("")
     monkeypatch.setenv("VITAE_KERNEL_DIR", str(blocker / "kernels"))
     with pytest.raises(VitaeError, match="cannot write the compiled affine_sampler to .*; set VITAE_KERNEL_DIR"):
-        kernels.build(affine_sampler.SOURCE)
+        kernels.build(affine_sampler.KERNEL.source)
 
 
 def test_processes_building_at_once_leave_one_whole_library(tmp_path):

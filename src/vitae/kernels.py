@@ -30,6 +30,8 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from vitae.errors import VitaeError
 
 # -march=native: built for the CPU it runs on (the name hashes that CPU's flags)
@@ -39,6 +41,7 @@ FLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC"]
 # them). GCC 13 and later spell it -mno-gather, GCC 12 -mtune-ctrl=^use_gather; other compilers
 # and CPUs take neither, and the first that compiles is used
 NO_GATHER = (["-mno-gather"], ["-mtune-ctrl=^use_gather"], [])
+DTYPES = {torch.float32: "f32", torch.float64: "f64"}  # every kernel comes in both, suffixed so
 CHOICE = "VITAE_KERNELS"  # "auto" (default), "torch" or "compiled"
 KERNEL_DIR = "VITAE_KERNEL_DIR"
 
@@ -143,3 +146,37 @@ def forget() -> None:
         _loaded.clear()
         _failed.clear()
         _warned.clear()
+
+
+class Kernel:
+    """One C++ source of the package and its functions: ``functions`` maps each name to its
+    ``ctypes`` argument types (each function exists per dtype, ``NAME_f32`` and ``NAME_f64``, and
+    returns nothing). ``kernel(name, dtype, *args)`` calls it."""
+
+    def __init__(self, source: Path, functions: dict[str, list]):
+        self.source, self.functions = source, functions
+
+    def _declare(self, library: ctypes.CDLL) -> ctypes.CDLL:
+        for name, argtypes in self.functions.items():
+            for suffix in DTYPES.values():
+                function = getattr(library, f"{name}_{suffix}")
+                function.argtypes, function.restype = argtypes, None
+        return library
+
+    def library(self) -> ctypes.CDLL | None:
+        """The loaded library, or ``None`` where torch's path is to be used (see the module)."""
+        return load(self.source, self._declare)
+
+    def usable(self, t: torch.Tensor) -> bool:
+        """Whether ``t`` can take this kernel: float32 or float64 on the CPU, outside
+        ``torch.compile``'s tracing, with the library loaded."""
+        return (t.device.type == "cpu" and t.dtype in DTYPES and not torch.compiler.is_compiling()
+                and self.library() is not None)
+
+    def __call__(self, name: str, dtype: torch.dtype, *args) -> None:
+        getattr(self.library(), f"{name}_{DTYPES[dtype]}")(*args)
+
+
+def pointer(t: torch.Tensor | None) -> ctypes.c_void_p:
+    """A tensor's data for a kernel (``None``: a null pointer, for an output not wanted)."""
+    return ctypes.c_void_p(t.data_ptr() if t is not None else 0)

@@ -16,30 +16,16 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from vitae import kernels
+from vitae.kernels import pointer
 
-SOURCE = Path(__file__).with_name("affine_exp.cpp")
-DTYPES = {torch.float32: "f32", torch.float64: "f64"}
-
-
-def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
-    p, n, i = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    for suffix in DTYPES.values():
-        forward = getattr(library, f"vitae_affine_exp_{suffix}")
-        forward.argtypes, forward.restype = [p, p, n, i], None
-        backward = getattr(library, f"vitae_affine_exp_back_{suffix}")
-        backward.argtypes, backward.restype = [p, p, p, n, i], None
-    return library
+P, N, I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+KERNEL = kernels.Kernel(Path(__file__).with_name("affine_exp.cpp"),
+                        {"vitae_affine_exp": [P, P, N, I], "vitae_affine_exp_back": [P, P, P, N, I]})
 
 
 def usable(theta: torch.Tensor) -> bool:
-    """Whether ``theta`` ``[B, 6]`` takes the compiled ``expm``: float32 or float64 on the CPU,
-    outside ``torch.compile``'s tracing, where the kernel loads."""
-    return (theta.device.type == "cpu" and theta.dtype in DTYPES and not torch.compiler.is_compiling()
-            and kernels.load(SOURCE, _declare) is not None)
-
-
-def _ptr(t: torch.Tensor):
-    return ctypes.c_void_p(t.data_ptr())
+    """Whether ``theta`` ``[B, 6]`` takes the compiled ``expm`` (float32 or float64 on the CPU)."""
+    return KERNEL.usable(theta)
 
 
 class _Expm(torch.autograd.Function):
@@ -47,8 +33,7 @@ class _Expm(torch.autograd.Function):
     def forward(ctx, theta: torch.Tensor) -> torch.Tensor:
         theta = theta.contiguous()
         out = torch.empty_like(theta)
-        kernel = getattr(kernels.load(SOURCE, _declare), f"vitae_affine_exp_{DTYPES[theta.dtype]}")
-        kernel(_ptr(theta), _ptr(out), theta.shape[0], torch.get_num_threads())
+        KERNEL("vitae_affine_exp", theta.dtype, pointer(theta), pointer(out), theta.shape[0], torch.get_num_threads())
         ctx.save_for_backward(theta)
         return out.view(-1, 2, 3)
 
@@ -58,8 +43,8 @@ class _Expm(torch.autograd.Function):
         (theta,) = ctx.saved_tensors
         grad = grad.to(theta.dtype).reshape(-1, 6).contiguous()
         grad_theta = torch.empty_like(theta)
-        kernel = getattr(kernels.load(SOURCE, _declare), f"vitae_affine_exp_back_{DTYPES[theta.dtype]}")
-        kernel(_ptr(theta), _ptr(grad), _ptr(grad_theta), theta.shape[0], torch.get_num_threads())
+        KERNEL("vitae_affine_exp_back", theta.dtype, pointer(theta), pointer(grad), pointer(grad_theta), theta.shape[0],
+               torch.get_num_threads())
         return grad_theta
 
 

@@ -25,31 +25,17 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from vitae import kernels
+from vitae.kernels import pointer
 
-SOURCE = Path(__file__).with_name("affine_sampler.cpp")
-DTYPES = {torch.float32: "f32", torch.float64: "f64"}
-
-
-def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
-    p, i = ctypes.c_void_p, ctypes.c_int
-    for suffix in DTYPES.values():
-        getattr(library, f"vitae_affine_forward_{suffix}").argtypes = [p, p, p, p, p, p, i]
-        getattr(library, f"vitae_affine_backward_{suffix}").argtypes = [p, p, p, p, p, p, p, p, p, i]
-        for kind in ("forward", "backward"):
-            getattr(library, f"vitae_affine_{kind}_{suffix}").restype = None
-    return library
-
-
-def library() -> ctypes.CDLL | None:
-    """The loaded kernel, or ``None`` where ``F.grid_sample`` is to be used."""
-    return kernels.load(SOURCE, _declare)
+P, I = ctypes.c_void_p, ctypes.c_int
+KERNEL = kernels.Kernel(Path(__file__).with_name("affine_sampler.cpp"),
+                        {"vitae_affine_forward": [P, P, P, P, P, P, I], "vitae_affine_backward": [P] * 9 + [I]})
 
 
 def usable(images: torch.Tensor) -> bool:
     """Whether ``images`` take the compiled path: a CPU tensor of float32 or float64 with no more
     pixels than its offsets (``int32``) reach, outside ``torch.compile``'s tracing."""
-    return (images.device.type == "cpu" and images.dtype in DTYPES and images.dim() == 4
-            and 0 < images[0].numel() < 2**31 and not torch.compiler.is_compiling() and library() is not None)
+    return images.dim() == 4 and 0 < images[0].numel() < 2**31 and KERNEL.usable(images)
 
 
 def _dense(t: torch.Tensor) -> bool:
@@ -68,10 +54,6 @@ def _shape(t: torch.Tensor):
     return (ctypes.c_int64 * 4)(*t.shape), (ctypes.c_int64 * 4)(*t.stride())
 
 
-def _ptr(t: torch.Tensor | None):
-    return ctypes.c_void_p(t.data_ptr() if t is not None else 0)
-
-
 class _AffineSample(torch.autograd.Function):
     @staticmethod
     def forward(ctx, images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -79,8 +61,8 @@ class _AffineSample(torch.autograd.Function):
         out = torch.empty_like(images)  # the input's layout (channels-last stays so)
         sizes, strides = _shape(images)
         _, out_strides = _shape(out)
-        kernel = getattr(library(), f"vitae_affine_forward_{DTYPES[images.dtype]}")
-        kernel(_ptr(images), sizes, strides, _ptr(matrix), _ptr(out), out_strides, torch.get_num_threads())
+        KERNEL("vitae_affine_forward", images.dtype, pointer(images), sizes, strides, pointer(matrix), pointer(out),
+               out_strides, torch.get_num_threads())
         ctx.save_for_backward(images, matrix)
         return out
 
@@ -95,9 +77,8 @@ class _AffineSample(torch.autograd.Function):
         sizes, strides = _shape(images)
         _, grad_out_strides = _shape(grad_out)
         grad_images_strides = _shape(grad_images)[1] if grad_images is not None else strides
-        kernel = getattr(library(), f"vitae_affine_backward_{DTYPES[images.dtype]}")
-        kernel(_ptr(images), sizes, strides, _ptr(matrix), _ptr(grad_out), grad_out_strides, _ptr(grad_images),
-               grad_images_strides, _ptr(grad_matrix), torch.get_num_threads())
+        KERNEL("vitae_affine_backward", images.dtype, pointer(images), sizes, strides, pointer(matrix), pointer(grad_out),
+               grad_out_strides, pointer(grad_images), grad_images_strides, pointer(grad_matrix), torch.get_num_threads())
         return grad_images, grad_matrix
 
 

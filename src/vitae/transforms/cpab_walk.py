@@ -17,30 +17,17 @@ from pathlib import Path
 import torch
 
 from vitae import kernels
+from vitae.kernels import pointer
 
-SOURCE = Path(__file__).with_name("cpab_walk.cpp")
-DTYPES = {torch.float32: "f32", torch.float64: "f64"}
-
-
-def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
-    p, n, i = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    for suffix in DTYPES.values():
-        forward = getattr(library, f"vitae_cpab_walk_{suffix}")
-        forward.argtypes, forward.restype = [p, p, p, n, p, p, p, n, p, p, i], None
-        backward = getattr(library, f"vitae_cpab_walk_back_{suffix}")
-        backward.argtypes, backward.restype = [p, p, p, n, p, p, p, n, p, p, p, p, p, p, i], None
-    return library
+P, N, I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+KERNEL = kernels.Kernel(Path(__file__).with_name("cpab_walk.cpp"),
+                        {"vitae_cpab_walk": [P, P, P, N, P, P, P, N, P, P, I],
+                         "vitae_cpab_walk_back": [P, P, P, N, P, P, P, N, P, P, P, P, P, P, I]})
 
 
 def usable(x: torch.Tensor) -> bool:
-    """Whether points ``x`` take the compiled walk: float32 or float64 on the CPU, outside
-    ``torch.compile``'s tracing, where the kernel loads."""
-    return (x.device.type == "cpu" and x.dtype in DTYPES and not torch.compiler.is_compiling()
-            and kernels.load(SOURCE, _declare) is not None)
-
-
-def _ptr(t: torch.Tensor | None):
-    return ctypes.c_void_p(t.data_ptr() if t is not None else 0)
+    """Whether points ``x`` take the compiled walk (float32 or float64 on the CPU)."""
+    return KERNEL.usable(x)
 
 
 class Walk:
@@ -50,16 +37,14 @@ class Walk:
         self.x, self.y, self.start = x.contiguous(), y.contiguous(), start.to(torch.int32).contiguous()
         self.coarse, self.fine = coarse.contiguous(), fine.contiguous()
         self.geometry = (ctypes.c_int32 * 5)(nx, ny, 4 * nx * ny, n_steps, n_sub)
-        self.suffix = DTYPES[x.dtype]
 
     def _common(self):
-        return (_ptr(self.x), _ptr(self.y), _ptr(self.start), self.x.shape[0], _ptr(self.coarse), _ptr(self.fine),
-                self.geometry, self.coarse.shape[1])
+        return (pointer(self.x), pointer(self.y), pointer(self.start), self.x.shape[0], pointer(self.coarse),
+                pointer(self.fine), self.geometry, self.coarse.shape[1])
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         x1, y1 = torch.empty_like(self.x), torch.empty_like(self.y)
-        kernel = getattr(kernels.load(SOURCE, _declare), f"vitae_cpab_walk_{self.suffix}")
-        kernel(*self._common(), _ptr(x1), _ptr(y1), torch.get_num_threads())
+        KERNEL("vitae_cpab_walk", self.x.dtype, *self._common(), pointer(x1), pointer(y1), torch.get_num_threads())
         return x1, y1
 
     def back(self, gx, gy, grad_coarse, grad_fine, need_points: bool):
@@ -68,9 +53,8 @@ class Walk:
         gx, gy = gx.to(self.x.dtype).contiguous(), gy.to(self.x.dtype).contiguous()
         out_x = torch.empty_like(gx) if need_points else None
         out_y = torch.empty_like(gy) if need_points else None
-        kernel = getattr(kernels.load(SOURCE, _declare), f"vitae_cpab_walk_back_{self.suffix}")
-        kernel(*self._common(), _ptr(gx), _ptr(gy), _ptr(grad_coarse), _ptr(grad_fine), _ptr(out_x), _ptr(out_y),
-               torch.get_num_threads())
+        KERNEL("vitae_cpab_walk_back", self.x.dtype, *self._common(), pointer(gx), pointer(gy), pointer(grad_coarse),
+               pointer(grad_fine), pointer(out_x), pointer(out_y), torch.get_num_threads())
         return out_x, out_y
 
 
