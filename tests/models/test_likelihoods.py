@@ -107,6 +107,19 @@ def test_bernoulli_from_the_mean_equals_the_density_written_out_and_its_gradient
     assert clamped.grad[1:].abs().min() > 0
 
 
+def test_bernoulli_from_the_mean_gradient_keeps_float32_accuracy_near_one():
+    """Bright pixels put the mean near 1, where 1 - p is tiny: the float32 gradient must stay
+    within float32 rounding of the float64 one, up to a few eps of the clamp."""
+    bernoulli = likelihoods.create("bernoulli")
+    x = torch.tensor([255 / 256, 1.0, 0.5, 254 / 256, 0.0]).view(1, 1, 1, 5)
+    for p in (0.99, 0.9999, 0.999998, 1e-5):  # the last two within a few eps = 1e-6 of the clamp
+        mean = torch.full_like(x, p, requires_grad=True)
+        bernoulli.log_prob(x, mean).sum().backward()
+        m = mean.detach().double()
+        expected = (x.double() - m) / (m * (1 - m))
+        assert ((mean.grad.double() - expected).abs() / expected.abs()).max() < 1e-6, p
+
+
 def test_bernoulli_from_logits_gradient():
     bernoulli = likelihoods.create("bernoulli")
     torch.manual_seed(1)

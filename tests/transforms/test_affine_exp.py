@@ -58,3 +58,8 @@ def test_zero_is_the_identity_exactly_and_a_matrix_ignores_its_batch(monkeypatch
     alone = affine_exp.expm(small)
     with_a_large_one = affine_exp.expm(torch.cat([small, torch.full((1, 6), 5.0)]))[:4]
     assert torch.equal(alone, with_a_large_one)  # its own squarings, not the batch's largest
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match=r"theta must be a \[B, 6\] float32 or float64 tensor on the CPU, got torch.float32 \[3, 5\]"):
+        affine_exp.expm(torch.zeros(3, 5))

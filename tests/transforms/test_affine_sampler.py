@@ -121,6 +121,10 @@ def test_the_thread_count_does_not_change_a_bit(monkeypatch):
         assert all(torch.equal(a, b) for a, b in zip(results[0], other))
 
 
-def test_a_matrix_of_the_wrong_shape_is_named():
+def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match=r"matrix must have shape \[2, 2, 3\]"):
         affine_sampler.affine_sample(torch.rand(2, 1, 4, 4), torch.rand(3, 2, 3))
+    with pytest.raises(ValueError, match=r"images must be a \[B, C, H, W\] float32 or float64 tensor on the CPU, got torch.float16"):
+        affine_sampler.affine_sample(torch.rand(2, 1, 4, 4).half(), torch.rand(2, 2, 3))
+    with pytest.raises(ValueError, match=r"images must be .* got torch.float32 \[2, 4, 4\] on cpu"):
+        affine_sampler.affine_sample(torch.rand(2, 4, 4), torch.rand(2, 2, 3))

@@ -61,7 +61,7 @@ class BernoulliFromLogits(torch.autograd.Function):
 class BernoulliFromMean(torch.autograd.Function):
     """``sum x log p + (1 - x) log(1 - p)`` per image for ``p = clamp(mean, eps, 1 - eps)`` (the
     VITAE models score their warped mean, not logits). Its gradient to the mean is
-    ``(x - p) / (p (1 - p))`` where the clamp is inactive and zero elsewhere: six passes, where
+    ``(x - p) / (p (1 - p))`` where the clamp is inactive and zero elsewhere: seven passes, where
     autograd's chain through the clamp, both logs and the lerp takes a dozen."""
 
     @staticmethod
@@ -78,7 +78,10 @@ class BernoulliFromMean(torch.autograd.Function):
         g = grad.view(-1, *([1] * (x.dim() - 1)))
         grad_mean = grad_x = None
         if ctx.needs_input_grad[1]:
-            grad_mean = (x - p).div_(torch.addcmul(p, p, p, value=-1))  # (x - p) / (p - p^2)
+            # p (1 - p), not p - p^2: 1 - p is exact for p >= 1/2 (Sterbenz), whereas p - p^2 is
+            # accurate near p = 1 only where the product and difference are fused (FMA): else p^2's
+            # rounding (6e-8) lands on a difference as small as eps = 1e-6
+            grad_mean = (x - p).div_((1 - p).mul_(p))
             grad_mean = grad_mean.masked_fill_(p != mean, 0).mul_(g)  # clamped pixels pass nothing back
         if ctx.needs_input_grad[0]:
             grad_x = (p.log() - (1 - p).log()) * g

@@ -85,6 +85,11 @@ class _AffineSample(torch.autograd.Function):
 def affine_sample(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """``warp`` of ``images`` ``[B, C, H, W]`` by the ``[B, 2, 3]`` matrices ``[A | b]`` through
     the compiled kernel; differentiable in both. Callers check ``usable(images)`` first."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.dtype not in kernels.DTYPES \
+            or images.device.type != "cpu":
+        got = f"{images.dtype} {list(images.shape)} on {images.device}" if isinstance(images, torch.Tensor) \
+            else type(images).__name__
+        raise ValueError(f"images must be a [B, C, H, W] float32 or float64 tensor on the CPU, got {got}")
     if not isinstance(matrix, torch.Tensor) or matrix.shape != (images.shape[0], 2, 3):
         got = list(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
         raise ValueError(f"matrix must have shape [{images.shape[0]}, 2, 3] (the images' batch), got {got}")
