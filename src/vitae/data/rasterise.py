@@ -84,18 +84,13 @@ def rasterise(vertices, faces, height: int, width: int, *, view_height: float, v
     winner = winner.numpy()
     covered = np.flatnonzero(winner < none)
     image = np.zeros(n * pixels, dtype=np.float32)
-    # shaded: only the triangles that won a pixel (a few in ten of the kept ones)
-    shown, at = np.unique(winner.take(covered), return_inverse=True)
-    image[covered] = _shade({k: face[k].take(shown) for k in SHADING}, scale).take(at)
+    image[covered] = _shade(face, scale).take(winner.take(covered))
     return torch.from_numpy(image.reshape(n, height, width))
 
 
-SHADING = ("dz1", "dz2", "e1x", "e1y", "e2x", "e2y", "area")  # what _shade reads of a triangle
-
-
 def _shade(face: dict, scale: float) -> np.ndarray:
-    """``AMBIENT + DIFFUSE |n_z| / |n|`` of each triangle of ``face``, its normal ``n`` the cross
-    product of its world edges, which are the pixel edges ``(e_x / scale, -e_y / scale, dz)``; so
+    """``AMBIENT + DIFFUSE |n_z| / |n|`` of each kept triangle, its normal ``n`` the cross product of
+    its world edges, which are the pixel edges ``(e_x / scale, -e_y / scale, dz)``; so
     ``n = ((dz1 e2y - e1y dz2) / scale, (dz1 e2x - e1x dz2) / scale, -area / scale^2)``."""
     nx = (face["dz1"] * face["e2y"] - face["e1y"] * face["dz2"]) / scale
     ny = (face["dz1"] * face["e2x"] - face["e1x"] * face["dz2"]) / scale
