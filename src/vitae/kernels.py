@@ -36,10 +36,10 @@ from vitae.errors import VitaeError
 
 # -march=native: built for the CPU it runs on (the name hashes that CPU's flags)
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC"]
-# no vector gathers: on this AMD EPYC, and on Intel CPUs since the GDS microcode, they are slower
-# than scalar loads (the bodies' affine warp forward and backward 2.7x and 2.4x slower with
-# them). GCC 13 and later spell it -mno-gather, GCC 12 -mtune-ctrl=^use_gather; other compilers
-# and CPUs take neither, and the first that compiles is used
+# no vector gathers: on the AMD EPYC these kernels were timed on, and on Intel CPUs since the GDS
+# microcode, they are slower than scalar loads (the affine warp was much slower with them). GCC 13
+# and later spell it -mno-gather, GCC 12 -mtune-ctrl=^use_gather; other compilers and CPUs take
+# neither, and the first that compiles is used
 NO_GATHER = (["-mno-gather"], ["-mtune-ctrl=^use_gather"], [])
 DTYPES = {torch.float32: "f32", torch.float64: "f64"}  # every kernel comes in both, suffixed so
 CHOICE = "VITAE_KERNELS"  # "auto" (default), "torch" or "compiled"
