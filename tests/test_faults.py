@@ -423,3 +423,30 @@ def test_a_read_only_run_folder_without_root_override(command, run):
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("vitae: error: "), done.stderr[-1500:]
     assert "permission denied" in lines[0]
     assert snapshot(run) == before
+
+
+def test_a_path_writer_replaces_whole_or_not_at_all(tmp_path):
+    """vitae.files.replace_by_path (the image cache's memmap, the compiled kernels): the new file
+    appears whole under its name; a writer that fails, with a full disk or anything else, leaves
+    the old file as it was and no temporary file, and the disk's error names the path."""
+    from vitae import files
+    from vitae.errors import VitaeError
+
+    target = tmp_path / "cache.npy"
+    files.replace_by_path(target, lambda tmp: tmp.write_bytes(b"first"))
+    assert target.read_bytes() == b"first"
+
+    def full_disk(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(VitaeError, match=f"no space left on the device to write {target}"):
+        files.replace_by_path(target, full_disk)
+
+    def interrupted(tmp):
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        files.replace_by_path(target, interrupted)
+    assert target.read_bytes() == b"first" and sorted(p.name for p in tmp_path.iterdir()) == ["cache.npy"]

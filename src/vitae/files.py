@@ -90,6 +90,27 @@ def _replace(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
+def replace_by_path(path: Path, write: Callable[[Path], None]) -> None:
+    """Replace ``path`` with the file that ``write(tmp)`` writes at the temporary path ``tmp``,
+    for writers that need a path rather than a file object (a numpy memmap, a compiler's ``-o``).
+    Atomic and cleaned up on failure like ``replace``, but interrupts are not held back: such a
+    write can be long (decoding a folder of images), and an interrupt leaves no temporary file."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise os_error(path, exc) from None
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise os_error(path, exc) from None
+        raise
+
+
 def _os_cause(exc: BaseException | None) -> OSError | None:
     """The ``OSError`` behind ``exc``, if any: torch's zip writer turns a full disk into a
     ``RuntimeError`` (``inline_container``) raised while handling the ``OSError``."""

@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Callable
 
 import torch
 
+from vitae import files
 from vitae.errors import VitaeError
 
 # -march=native: built for the CPU it runs on (the name hashes that CPU's flags)
@@ -96,23 +96,19 @@ def build(source: Path) -> Path:
         return target
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
     except OSError as exc:
         raise VitaeError(f"cannot write the compiled {source.stem} to {folder} ({exc.strerror}); set {KERNEL_DIR} "
                          "to a writable folder") from None
-    try:
+
+    def compile_into(tmp: Path) -> None:
         for extra in NO_GATHER:
-            done = subprocess.run([cxx, *FLAGS, *extra, str(source), "-o", tmp], capture_output=True, text=True)
+            done = subprocess.run([cxx, *FLAGS, *extra, str(source), "-o", str(tmp)], capture_output=True, text=True)
             if not done.returncode:
-                break
-        else:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-            raise VitaeError(f"{cxx} could not build {source.name}: {last}")
-        os.replace(tmp, target)  # whole or not there: a reader never loads half a library
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+                return
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise VitaeError(f"{cxx} could not build {source.name}: {last}")
+
+    files.replace_by_path(target, compile_into)  # whole or not there: a reader never loads half a library
     return target
 
 

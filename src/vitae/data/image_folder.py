@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -114,11 +113,10 @@ def _build_cache(root: Path, files: list[Path], size, channels: int, crop: bool,
     temporary file of its own and renames it into place, so several processes building the same
     cache at once (torchrun's ranks) each leave a whole one, and a failed build leaves nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(fd)
-    try:
+    kept, skipped = [], []
+
+    def decode_into(partial: Path) -> None:
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(files), channels, *size))
-        kept, skipped = [], []
         # Pillow releases the GIL while decoding, so threads decode in parallel
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, \
                 tqdm(total=len(files), desc=f"decoding {root.name}", unit="image", disable=None) as bar:
@@ -134,10 +132,8 @@ def _build_cache(root: Path, files: list[Path], size, channels: int, crop: bool,
                 bar.update(len(chunk))
         array.flush()
         del array
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+
+    vitae_files.replace_by_path(path, decode_into)
     vitae_files.write_text(index, json.dumps({"kept": kept, "skipped": skipped}))
 
 
