@@ -9,7 +9,8 @@ system's C++ compiler and loaded with ``ctypes`` (no torch headers, no build ste
 * **Whether.** ``VITAE_KERNELS`` chooses. ``auto`` (the default) uses a kernel where it builds,
   and otherwise says why once and keeps torch's own path. ``torch`` keeps torch's path
   everywhere. ``compiled`` makes a failed build an error. The two paths round differently, so a
-  run's numbers depend on which one it took; resume on one machine stays exact.
+  run's numbers depend on which one it took; resume on one machine with the same setting stays
+  exact.
 * **Threads.** The kernels (``vitae.transforms.affine_sampler``, ``affine_exp`` and
   ``cpab_walk``) run on torch's OpenMP pool: built with ``-fopenmp`` and loaded into a process
   that runs torch, they share its runtime by its soname. Threads of a pool of their own would
