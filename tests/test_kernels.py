@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from vitae import kernels, transforms
+from conftest import fixed_noise_losses
+from vitae import kernels, models, transforms
 from vitae.errors import VitaeError
 from vitae.transforms import affine_sampler
 
@@ -80,3 +81,19 @@ def test_processes_building_at_once_leave_one_whole_library(tmp_path):
         assert run.wait(timeout=300) == 0, run.stderr.read()
     names = sorted(p.name for p in tmp_path.iterdir())
     assert len(names) == 1 and names[0].startswith("affine_sampler-") and names[0].endswith(".so")
+
+
+@pytest.mark.parametrize("transform", ["affine_diffeo", "cpab"])
+def test_a_model_trains_alike_on_both_paths(transform, monkeypatch):
+    """C-VITAE in float64, a few Adam steps from the same weights and noise, with the compiled
+    kernels and with torch's operations: the same losses to rounding, step after step (so the
+    kernels' gradients are the model's, not just a warp's)."""
+    x = torch.rand(16, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    losses = {}
+    for choice in ("compiled", "torch"):
+        monkeypatch.setenv("VITAE_KERNELS", choice)
+        torch.manual_seed(0)
+        model = models.create("cvitae", (1, 28, 28), transform=transform).double()
+        losses[choice] = fixed_noise_losses(model, x, lr=1e-3, steps=4)
+    assert losses["compiled"][0] != losses["compiled"][-1]  # the steps did train
+    torch.testing.assert_close(losses["compiled"], losses["torch"], rtol=1e-9, atol=0)
