@@ -67,34 +67,23 @@ def whole():
 
 def replace(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Replace ``path`` with what ``write(file)`` writes into a binary file (see the module)."""
-    with whole():
-        _replace(Path(path), write)
 
-
-def _replace(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise os_error(path, exc) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write_flushed(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        cause = _os_cause(exc)
-        if cause is not None:
-            raise os_error(path, cause) from None
-        raise
+
+    with whole():
+        replace_by_path(path, write_flushed)
 
 
 def replace_by_path(path: Path, write: Callable[[Path], None]) -> None:
     """Replace ``path`` with the file that ``write(tmp)`` writes at the temporary path ``tmp``,
     for writers that need a path rather than a file object (a numpy memmap, a compiler's ``-o``).
-    Atomic and cleaned up on failure like ``replace``, but interrupts are not held back: such a
-    write can be long (decoding a folder of images), and an interrupt leaves no temporary file."""
+    Atomic and cleaned up on failure like ``replace`` (which writes through it), but interrupts
+    are not held back: such a write can be long (decoding a folder of images), and an interrupt
+    leaves no temporary file."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -106,8 +95,9 @@ def replace_by_path(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise os_error(path, exc) from None
+        cause = _os_cause(exc)
+        if cause is not None:
+            raise os_error(path, cause) from None
         raise
 
 
