@@ -33,6 +33,12 @@ def per_image_sum(t: torch.Tensor) -> torch.Tensor:
     return t.sum(dim=tuple(range(1, t.dim())))
 
 
+def per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``values`` ``[B]`` shaped to broadcast over the images ``like`` ``[B, ...]``: the backward
+    of ``per_image_sum``."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
 class BernoulliFromLogits(torch.autograd.Function):
     """``sum x log p + (1 - x) log(1 - p)`` per image for ``p = clamp(sigmoid(logits), eps, 1 - eps)``,
     in logit space: with ``l`` the logits clamped to ``+-logit(1 - eps)`` (the same clamp),
@@ -52,7 +58,7 @@ class BernoulliFromLogits(torch.autograd.Function):
     def backward(ctx, grad):
         x, logits, clamped = ctx.saved_tensors
         inside = logits.abs() <= ctx.bound
-        g = grad.view(-1, *([1] * (x.dim() - 1)))
+        g = per_image(grad, x)
         grad_logits = ((x - torch.sigmoid(clamped)) * g).masked_fill_(~inside, 0) if ctx.needs_input_grad[1] else None
         grad_x = (clamped * g) if ctx.needs_input_grad[0] else None
         return grad_x, grad_logits, None
@@ -75,7 +81,7 @@ class BernoulliFromMean(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, mean, p = ctx.saved_tensors
-        g = grad.view(-1, *([1] * (x.dim() - 1)))
+        g = per_image(grad, x)
         grad_mean = grad_x = None
         if ctx.needs_input_grad[1]:
             # p (1 - p), not p - p^2: 1 - p is exact for p >= 1/2 (Sterbenz), whereas p - p^2 is
@@ -137,7 +143,7 @@ class SquaredError(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         residual, mean = ctx.saved_tensors
-        scaled = residual * (-2 * grad).view(-1, *([1] * (residual.dim() - 1)))  # d/dmean of sum (x - mean)^2
+        scaled = residual * per_image(-2 * grad, residual)  # d/dmean of sum (x - mean)^2
         grad_output = None
         if ctx.needs_input_grad[1]:
             grad_output = torch.ops.aten.sigmoid_backward(scaled, mean) if ctx.sigmoid else scaled
