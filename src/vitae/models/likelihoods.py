@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitae.errors import VitaeError
+from vitae.models import bernoulli_kernel
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -45,22 +46,34 @@ class BernoulliFromLogits(torch.autograd.Function):
     ``log(1 - p) = logsigmoid(-l)`` and ``log p - log(1 - p) = l``, so the sum is
     ``sum x l + logsigmoid(-l)``; its gradient is ``(x - p)`` where the clamp is inactive, zero
     elsewhere. Four passes forward and three backward, against a dozen for the same chain in
-    autograd (the likelihood was half of a VAE step on MNIST)."""
+    autograd (the likelihood was half of a VAE step on MNIST). On the CPU, one compiled pass
+    forward that also keeps the gradient's ``x - p``, and one product backward
+    (``vitae.models.bernoulli_kernel``)."""
 
     @staticmethod
     def forward(ctx, x, logits, bound: float):
-        clamped = logits.clamp(-bound, bound)
-        ctx.save_for_backward(x, logits, clamped)
         ctx.bound = bound
+        if bernoulli_kernel.takes_logits(x, logits, bound):
+            sums, pixel_grad = bernoulli_kernel.from_logits(x, logits, bound, grad=ctx.needs_input_grad[1])
+            ctx.save_for_backward(x, logits, pixel_grad)
+            return sums
+        clamped = logits.clamp(-bound, bound)
+        ctx.save_for_backward(x, logits, None)
         return per_image_sum(torch.addcmul(F.logsigmoid(-clamped), x, clamped))
 
     @staticmethod
     def backward(ctx, grad):
-        x, logits, clamped = ctx.saved_tensors
-        inside = logits.abs() <= ctx.bound
+        x, logits, pixel_grad = ctx.saved_tensors
         g = per_image(grad, x)
-        grad_logits = ((x - torch.sigmoid(clamped)) * g).masked_fill_(~inside, 0) if ctx.needs_input_grad[1] else None
-        grad_x = (clamped * g) if ctx.needs_input_grad[0] else None
+        grad_x = grad_logits = None
+        if ctx.needs_input_grad[1]:
+            if pixel_grad is not None:
+                grad_logits = pixel_grad * g
+            else:
+                inside = logits.abs() <= ctx.bound
+                grad_logits = ((x - torch.sigmoid(logits.clamp(-ctx.bound, ctx.bound))) * g).masked_fill_(~inside, 0)
+        if ctx.needs_input_grad[0]:
+            grad_x = logits.clamp(-ctx.bound, ctx.bound) * g
         return grad_x, grad_logits, None
 
 
@@ -68,10 +81,19 @@ class BernoulliFromMean(torch.autograd.Function):
     """``sum x log p + (1 - x) log(1 - p)`` per image for ``p = clamp(mean, eps, 1 - eps)`` (the
     VITAE models score their warped mean, not logits). Its gradient to the mean is
     ``(x - p) / (p (1 - p))`` where the clamp is inactive and zero elsewhere: seven passes, where
-    autograd's chain through the clamp, both logs and the lerp takes a dozen."""
+    autograd's chain through the clamp, both logs and the lerp takes a dozen. On the CPU, one
+    compiled pass forward that also keeps that gradient, and one product backward
+    (``vitae.models.bernoulli_kernel``)."""
 
     @staticmethod
     def forward(ctx, x, mean, eps: float):
+        ctx.eps = eps
+        if bernoulli_kernel.takes_mean(x, mean, eps):
+            sums, pixel_grad = bernoulli_kernel.from_mean(x, mean, eps, grad=ctx.needs_input_grad[1])
+            ctx.save_for_backward(x, mean, pixel_grad)
+            ctx.compiled = True
+            return sums
+        ctx.compiled = False
         p = mean.clamp(eps, 1 - eps)
         ctx.save_for_backward(x, mean, p)
         # lerp(a, b, x) = a + x (b - a) = x log p + (1 - x) log(1 - p), in fewer passes than the
@@ -80,10 +102,13 @@ class BernoulliFromMean(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, mean, p = ctx.saved_tensors
+        x, mean, saved = ctx.saved_tensors  # saved: the compiled pass's gradient per pixel, or p
         g = per_image(grad, x)
         grad_mean = grad_x = None
-        if ctx.needs_input_grad[1]:
+        p = saved if not ctx.compiled else mean.clamp(ctx.eps, 1 - ctx.eps) if ctx.needs_input_grad[0] else None
+        if ctx.needs_input_grad[1] and ctx.compiled:
+            grad_mean = saved * g
+        elif ctx.needs_input_grad[1]:
             # p (1 - p), not p - p^2: 1 - p is exact for p >= 1/2 (Sterbenz), whereas p - p^2 is
             # accurate near p = 1 only where the product and difference are fused (FMA): else p^2's
             # rounding (6e-8) lands on a difference as small as eps = 1e-6
