@@ -12,7 +12,8 @@ system's C++ compiler and loaded with ``ctypes`` (no torch headers, no build ste
   run's numbers depend on which one it took; resume on one machine with the same setting stays
   exact.
 * **Threads.** The kernels (``vitae.transforms.affine_sampler``, ``affine_exp`` and
-  ``cpab_walk``) run on torch's OpenMP pool: built with ``-fopenmp`` and loaded into a process
+  ``cpab_walk``, ``vitae.models.bernoulli_kernel`` and ``vitae.data.rasterise``) run on torch's
+  OpenMP pool: built with ``-fopenmp`` and loaded into a process
   that runs torch, they share its runtime by its soname. Threads of a pool of their own would
   have to wait for torch's, which spin for a while after each of its parallel operations.
 """
@@ -147,15 +148,15 @@ def forget() -> None:
 
 class Kernel:
     """One C++ source of the package and its functions: ``functions`` maps each name to its
-    ``ctypes`` argument types (each function exists per dtype, ``NAME_f32`` and ``NAME_f64``, and
-    returns nothing). ``kernel(name, dtype, *args)`` calls it."""
+    ``ctypes`` argument types (each function exists per dtype of ``dtypes``, ``NAME_f32`` and
+    ``NAME_f64`` by default, and returns nothing). ``kernel(name, dtype, *args)`` calls it."""
 
-    def __init__(self, source: Path, functions: dict[str, list]):
-        self.source, self.functions = source, functions
+    def __init__(self, source: Path, functions: dict[str, list], dtypes: tuple[torch.dtype, ...] = tuple(DTYPES)):
+        self.source, self.functions, self.dtypes = source, functions, dtypes
 
     def _declare(self, library: ctypes.CDLL) -> ctypes.CDLL:
         for name, argtypes in self.functions.items():
-            for suffix in DTYPES.values():
+            for suffix in (DTYPES[dtype] for dtype in self.dtypes):
                 function = getattr(library, f"{name}_{suffix}")
                 function.argtypes, function.restype = argtypes, None
         return library
@@ -165,9 +166,9 @@ class Kernel:
         return load(self.source, self._declare)
 
     def usable(self, t: torch.Tensor) -> bool:
-        """Whether ``t`` can take this kernel: float32 or float64 on the CPU, outside
+        """Whether ``t`` can take this kernel: one of its dtypes on the CPU, outside
         ``torch.compile``'s tracing, with the library loaded."""
-        return (t.device.type == "cpu" and t.dtype in DTYPES and not torch.compiler.is_compiling()
+        return (t.device.type == "cpu" and t.dtype in self.dtypes and not torch.compiler.is_compiling()
                 and self.library() is not None)
 
     def __call__(self, name: str, dtype: torch.dtype, *args) -> None:

@@ -1,13 +1,24 @@
-"""The batched z-buffer against a brute-force renderer (every pixel against every triangle, the
-normal from the world vertices), a square filled by hand, a tilted triangle's shading, chunking
-and batching that change nothing, and bad arguments."""
+"""The batched z-buffer, on its compiled path and on numpy's, against a brute-force renderer
+(every pixel against every triangle, the normal from the world vertices), a square filled by hand,
+a tilted triangle's shading, chunking, batching and thread counts that change nothing, the two
+paths' images equal bit for bit (random meshes, and bodies), and bad arguments."""
 
 import numpy as np
 import pytest
 import torch
 
+from vitae import kernels
 from vitae.data import rasterise as rasterise_module
 from vitae.data.rasterise import rasterise
+
+PATHS = [pytest.param("compiled", marks=pytest.mark.skipif(kernels.compiler() is None, reason="no C++ compiler")), "torch"]
+
+
+@pytest.fixture(params=PATHS, autouse=True)
+def path(request, monkeypatch):
+    """Every test on both paths (VITAE_KERNELS=torch is numpy's)."""
+    monkeypatch.setenv("VITAE_KERNELS", request.param)
+    return request.param
 
 
 def brute_force(vertices, faces, height, width, view_height, view_centre):
@@ -67,6 +78,41 @@ def test_chunks_and_batches_change_nothing(monkeypatch):
     chunked = rasterise(vertices, faces, 40, 30, view_height=2.2)
     one_at_a_time = torch.cat([rasterise(v[None], faces, 40, 30, view_height=2.2) for v in vertices])
     assert torch.equal(whole, chunked) and torch.equal(whole, one_at_a_time)
+
+
+@pytest.mark.parametrize("size", [(30, 20), (400, 200)])
+def test_the_two_paths_make_the_same_bits(size, monkeypatch):
+    vertices, faces = random_meshes(n=5, num_vertices=300, num_faces=900, seed=2)
+    images = []
+    for choice in ("compiled", "torch"):
+        monkeypatch.setenv("VITAE_KERNELS", choice)
+        images.append(rasterise(vertices, faces, *size, view_height=2.4, view_centre=(0.05, 0.1)))
+    assert (images[1] > 0).float().mean() > 0.3 and torch.equal(images[0], images[1])
+
+
+def test_bodies_are_the_same_bits_on_both_paths(monkeypatch):
+    from vitae.data.bodies import BodiesData
+
+    data = BodiesData(height=400, width=200)
+    factors = data.sample_factors(6, np.random.default_rng(3))
+    images = []
+    for choice in ("compiled", "torch"):
+        monkeypatch.setenv("VITAE_KERNELS", choice)
+        images.append(data.sample_observations_from_factors(factors, np.random.default_rng(0)))
+    assert (images[1] > 0).float().mean() > 0.05 and torch.equal(images[0], images[1])
+
+
+def test_thread_counts_change_nothing():
+    vertices, faces = random_meshes(n=5, seed=4)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            results.append(rasterise(vertices, faces, 37, 23, view_height=2.2))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(results[0], r) for r in results[1:])
 
 
 def test_fills_a_square_by_hand():

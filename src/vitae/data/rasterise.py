@@ -7,17 +7,32 @@ triangle when its centre lies inside it (closed edges; no anti-aliasing); the ne
 wins, ties going to the lower face index. A pixel of the body is shaded ``0.3 + 0.7 |n_z|`` by
 that triangle's unit normal, the background is 0.
 
-Every triangle's candidate pixels (the centres inside its bounding box) are enumerated for the
-whole batch at once, and the z-buffer is two scatter reductions (the nearest depth per pixel, then
-the lowest face index among the fragments at that depth) instead of a sort: a mesh of 48,000
-small triangles at 400 x 200 takes a few milliseconds. Arithmetic is float64 throughout.
+Two paths make the same images bit for bit (``tests/data/test_rasterise.py``), both in float64:
+
+* **compiled** (``rasterise.cpp``, built on first use by ``vitae.kernels``, where a C++ compiler
+  is present and ``VITAE_KERNELS`` is not ``torch``): each image is a loop over its triangles
+  with a depth buffer, the threads sharing out the images;
+* **numpy**: every triangle's candidate pixels (the centres inside its bounding box) are
+  enumerated for the whole batch at once, and the z-buffer is two scatter reductions (the nearest
+  depth per pixel, then the lowest face index among the fragments at that depth) instead of a
+  sort: a mesh of 48,000 small triangles at 400 x 200 takes a few milliseconds.
+
+``python benchmarks/bodies_render.py`` times the bodies on either path.
 """
 
 from __future__ import annotations
 
+import ctypes
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from vitae import kernels
+
+P, N, D, I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
+KERNEL = kernels.Kernel(Path(__file__).with_name("rasterise.cpp"),
+                        {"vitae_rasterise": [P, P, P, N, N, P, N, D, N, N, P, I]}, dtypes=(torch.float64,))
 AMBIENT, DIFFUSE = 0.3, 0.7
 CANDIDATES_PER_CHUNK = 1_000_000  # bounds the working memory (a dozen float64 arrays per candidate pixel)
 
@@ -48,6 +63,8 @@ def rasterise(vertices, faces, height: int, width: int, *, view_height: float, v
     px = ((vertices[..., 0] - view_centre[0]) * scale + width / 2).ravel()  # [N*V]
     py = ((view_centre[1] - vertices[..., 1]) * scale + height / 2).ravel()
     pz = vertices[..., 2].ravel()
+    if KERNEL.usable(torch.empty(0, dtype=torch.float64)):
+        return _compiled(px, py, pz, n, faces, scale, height, width)
     # the corners' indices into the flat [N*V] arrays, one row per corner ([3, N*F]: reductions over
     # corners are then element-wise between rows, not over a short last axis, which numpy does slowly)
     corner = (faces.T[:, None, :] + (np.arange(n) * vertices.shape[1])[None, :, None]).reshape(3, -1)
@@ -86,6 +103,16 @@ def rasterise(vertices, faces, height: int, width: int, *, view_height: float, v
     image = np.zeros(n * pixels, dtype=np.float32)
     image[covered] = _shade(face, scale).take(winner.take(covered))
     return torch.from_numpy(image.reshape(n, height, width))
+
+
+def _compiled(px, py, pz, n: int, faces: np.ndarray, scale: float, height: int, width: int) -> torch.Tensor:
+    px, py, pz = (np.ascontiguousarray(v, dtype=np.float64) for v in (px, py, pz))
+    faces = np.ascontiguousarray(faces, dtype=np.int64)
+    image = torch.empty(n, height, width, dtype=torch.float32)
+    address = lambda a: ctypes.c_void_p(a.ctypes.data)  # noqa: E731
+    KERNEL("vitae_rasterise", torch.float64, address(px), address(py), address(pz), n, len(px) // max(n, 1),
+           address(faces), len(faces), scale, height, width, kernels.pointer(image), torch.get_num_threads())
+    return image
 
 
 def _shade(face: dict, scale: float) -> np.ndarray:
