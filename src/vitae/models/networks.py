@@ -46,6 +46,7 @@ from torch import nn
 from vitae import plugins
 from vitae.errors import VitaeError
 from vitae.models.distributions import DiagonalGaussian
+from vitae.models.doubling_conv import DoublingConv
 
 LEAKY_SLOPE = 0.1
 MIN_VARIANCE = 1e-6  # keeps log(var) finite when softplus underflows
@@ -121,8 +122,9 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """A dense layer from ``z`` to the first feature map, then stride-2 transposed convolutions
-    ``(channels, kernel)`` (padding ``kernel // 2``, output padding 1: each doubles the size);
-    the last one has ``out_shape``'s channels and no activation."""
+    ``(channels, kernel)`` (padding ``kernel // 2``, output padding 1: each doubles the size;
+    ``DoublingConv``, which computes them in a faster form under bfloat16 autocast); the last one
+    has ``out_shape``'s channels and no activation."""
 
     def __init__(self, latent_dim: int, out_shape, layers: list[tuple[int, int]]):
         super().__init__()
@@ -134,7 +136,7 @@ class ConvDecoder(nn.Module):
         for i, (channels, kernel) in enumerate(layers):
             last = i == len(layers) - 1
             channels = out_channels if last else channels
-            modules.append(nn.ConvTranspose2d(in_channels, channels, kernel, stride=2, padding=kernel // 2, output_padding=1))
+            modules.append(DoublingConv(in_channels, channels, kernel))  # a ConvTranspose2d
             if not last:
                 modules.append(nn.LeakyReLU(LEAKY_SLOPE))
             in_channels = channels
