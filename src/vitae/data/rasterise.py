@@ -63,7 +63,7 @@ def rasterise(vertices, faces, height: int, width: int, *, view_height: float, v
     px = ((vertices[..., 0] - view_centre[0]) * scale + width / 2).ravel()  # [N*V]
     py = ((view_centre[1] - vertices[..., 1]) * scale + height / 2).ravel()
     pz = vertices[..., 2].ravel()
-    if KERNEL.usable(torch.empty(0, dtype=torch.float64)):
+    if KERNEL.library() is not None:  # built and loaded, VITAE_KERNELS not "torch"
         return _compiled(px, py, pz, n, faces, scale, height, width)
     # the corners' indices into the flat [N*V] arrays, one row per corner ([3, N*F]: reductions over
     # corners are then element-wise between rows, not over a short last axis, which numpy does slowly)
