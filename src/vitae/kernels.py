@@ -13,9 +13,9 @@ system's C++ compiler and loaded with ``ctypes`` (no torch headers, no build ste
   exact.
 * **Threads.** The kernels (``vitae.transforms.affine_sampler``, ``affine_exp`` and
   ``cpab_walk``, ``vitae.models.bernoulli_kernel`` and ``vitae.data.rasterise``) run on torch's
-  OpenMP pool: built with ``-fopenmp`` and loaded into a process
-  that runs torch, they share its runtime by its soname. Threads of a pool of their own would
-  have to wait for torch's, which spin for a while after each of its parallel operations.
+  OpenMP pool: built with ``-fopenmp`` and loaded into a process that runs torch, they share its
+  runtime by its soname. Threads of a pool of their own would have to wait for torch's, which
+  spin for a while after each of its parallel operations.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def _in_blocks(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     a copy only where they are not."""
     if not _image_major(t):
         t = t.contiguous()
-    if x.stride() != t.stride():
+    if any(a != b and size > 1 for a, b, size in zip(x.stride(), t.stride(), t.shape)):
         x = torch.empty_like(t).copy_(x)
     return x, t
 
