@@ -160,3 +160,12 @@ def test_out_of_range_clamps_are_refused_and_left_to_torch():
     assert not bernoulli_kernel.takes_logits(x, logits, 100.0) and not bernoulli_kernel.takes_mean(x, mean, 0.0)
     assert not bernoulli_kernel.takes_mean(x.float(), mean, EPS)  # dtypes differ: torch promotes
     assert bernoulli_kernel.takes_logits(x, logits, BOUND) and bernoulli_kernel.takes_mean(x, mean, EPS)
+
+
+def test_a_second_derivative_is_refused_not_wrong():
+    x, logits, mean = images(7, (2, 1, 3, 3))
+    for apply, t, limit in ((likelihoods.BernoulliFromLogits.apply, logits, BOUND), (likelihoods.BernoulliFromMean.apply, mean, EPS)):
+        t = t.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(apply(x, t, limit).sum(), t, create_graph=True)
+        with pytest.raises(RuntimeError, match="does not require grad|once_differentiable"):
+            grad.sum().backward()

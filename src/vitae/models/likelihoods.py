@@ -21,6 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from vitae.errors import VitaeError
 from vitae.models import bernoulli_kernel
@@ -62,6 +63,7 @@ class BernoulliFromLogits(torch.autograd.Function):
         return per_image_sum(torch.addcmul(F.logsigmoid(-clamped), x, clamped))
 
     @staticmethod
+    @once_differentiable  # the saved gradient is a constant to autograd: no second derivatives
     def backward(ctx, grad):
         x, logits, pixel_grad = ctx.saved_tensors
         g = per_image(grad, x)
@@ -101,6 +103,7 @@ class BernoulliFromMean(torch.autograd.Function):
         return per_image_sum(torch.lerp((1 - p).log(), p.log(), x))
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         x, mean, saved = ctx.saved_tensors  # saved: the compiled pass's gradient per pixel, or p
         g = per_image(grad, x)
