@@ -83,17 +83,18 @@ def test_processes_building_at_once_leave_one_whole_library(tmp_path):
     assert len(names) == 1 and names[0].startswith("affine_sampler-") and names[0].endswith(".so")
 
 
-@pytest.mark.parametrize("transform", ["affine_diffeo", "cpab"])
-def test_a_model_trains_alike_on_both_paths(transform, monkeypatch):
-    """C-VITAE in float64, a few Adam steps from the same weights and noise, with the compiled
+@pytest.mark.parametrize("name, transform", [("cvitae", "affine_diffeo"), ("cvitae", "cpab"), ("vae", None)])
+def test_a_model_trains_alike_on_both_paths(name, transform, monkeypatch):
+    """C-VITAE (the warps and the Bernoulli on its warped mean) and the VAE (the Bernoulli from
+    logits) in float64, a few Adam steps from the same weights and noise, with the compiled
     kernels and with torch's operations: the same losses to rounding, step after step (so the
-    kernels' gradients are the model's, not just a warp's)."""
+    kernels' gradients are the model's, not just a warp's or a likelihood's)."""
     x = torch.rand(16, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     losses = {}
     for choice in ("compiled", "torch"):
         monkeypatch.setenv("VITAE_KERNELS", choice)
         torch.manual_seed(0)
-        model = models.create("cvitae", (1, 28, 28), transform=transform).double()
+        model = models.create(name, (1, 28, 28), **({"transform": transform} if transform else {})).double()
         losses[choice] = fixed_noise_losses(model, x, lr=1e-3, steps=4)
     assert losses["compiled"][0] != losses["compiled"][-1]  # the steps did train
     torch.testing.assert_close(losses["compiled"], losses["torch"], rtol=1e-9, atol=0)
