@@ -1,14 +1,14 @@
 """The conv decoders' stride-2 transposed convolution, which doubles an image's size, and the same
-function as a convolution on the input followed by a pixel shuffle ("sub-pixel" form), used
-under bfloat16 autocast on the CPU.
+function as a convolution on the input followed by an interleave of its output phases
+("sub-pixel" form), used under bfloat16 autocast on the CPU.
 
 A transposed convolution of stride 2, odd kernel ``k``, padding ``k // 2`` and output padding 1
 gives output pixel ``2m + a`` (per axis, ``a`` in ``{0, 1}``) from input pixels ``m + d`` through
-its taps ``t = a + k // 2 - 2d``. For ``k = 3`` and ``k = 5`` every ``d`` lies in ``-1 .. 1``, so the
-four output phases ``(a, b)`` are one 3 x 3 convolution of the input with ``4 C_out`` channels (the
-taps of each phase in place, zeros elsewhere), and interleaving the phases' pixels is the output. The
-weights stay those of ``nn.ConvTranspose2d`` (checkpoints are unchanged); the 3 x 3 kernels are
-gathered from them on each call, a few thousand numbers.
+its taps ``t = a + k // 2 - 2d``. For ``k = 3`` and ``k = 5`` every ``d`` lies in ``-1 .. 1``, so
+the four output phases ``(a, b)`` are one 3 x 3 convolution of the input with ``4 C_out``
+channels (the taps of each phase in place, zeros elsewhere), and interleaving the phases' pixels
+is the output. The weights stay those of ``nn.ConvTranspose2d`` (checkpoints are unchanged); the
+3 x 3 kernels are gathered from them on each call, a few thousand numbers.
 
 On this machine's oneDNN the transposed convolutions of the Table 4 decoder are no faster in
 bfloat16 than in float32, while the sub-pixel form is (``benchmarks/table5.py --architecture
