@@ -11,9 +11,9 @@ is the output. The weights stay those of ``nn.ConvTranspose2d`` (checkpoints are
 3 x 3 kernels are gathered from them on each call, a few thousand numbers.
 
 On this machine's oneDNN the transposed convolutions of the Table 4 decoder are no faster in
-bfloat16 than in float32, while the sub-pixel form is (``benchmarks/table5.py --architecture
-celeba_conv --amp``); in float32 the transposed convolution is the faster, so it stays the path
-there and everywhere else. The two agree to rounding (``tests/models/test_doubling_conv.py``).
+bfloat16 than in float32, while the sub-pixel form is (timed layer by layer while building it;
+``benchmarks/table5.py --architecture celeba_conv --amp`` has the steps it gives); in float32 the
+transposed convolution is the faster, so it stays the path there and everywhere else. The two agree to rounding (``tests/models/test_doubling_conv.py``).
 """
 
 from __future__ import annotations
