@@ -106,12 +106,11 @@ def rasterise(vertices, faces, height: int, width: int, *, view_height: float, v
 
 
 def _compiled(px, py, pz, n: int, faces: np.ndarray, scale: float, height: int, width: int) -> torch.Tensor:
-    px, py, pz = (np.ascontiguousarray(v, dtype=np.float64) for v in (px, py, pz))
-    faces = np.ascontiguousarray(faces, dtype=np.int64)
+    px, py, pz, faces = (torch.from_numpy(np.ascontiguousarray(v)) for v in (px, py, pz, faces))  # float64 and int64 from check()
     image = torch.empty(n, height, width, dtype=torch.float32)
-    address = lambda a: ctypes.c_void_p(a.ctypes.data)  # noqa: E731
-    KERNEL("vitae_rasterise", torch.float64, address(px), address(py), address(pz), n, len(px) // max(n, 1),
-           address(faces), len(faces), scale, height, width, kernels.pointer(image), torch.get_num_threads())
+    pointer = kernels.pointer
+    KERNEL("vitae_rasterise", torch.float64, pointer(px), pointer(py), pointer(pz), n, len(px) // max(n, 1),
+           pointer(faces), len(faces), scale, height, width, pointer(image), torch.get_num_threads())
     return image
 
 

@@ -92,12 +92,10 @@ class BernoulliFromMean(torch.autograd.Function):
         ctx.eps = eps
         if bernoulli_kernel.takes_mean(x, mean, eps):
             sums, pixel_grad = bernoulli_kernel.from_mean(x, mean, eps, grad=ctx.needs_input_grad[1])
-            ctx.save_for_backward(x, mean, pixel_grad)
-            ctx.compiled = True
+            ctx.save_for_backward(x, mean, None, pixel_grad)
             return sums
-        ctx.compiled = False
         p = mean.clamp(eps, 1 - eps)
-        ctx.save_for_backward(x, mean, p)
+        ctx.save_for_backward(x, mean, p, None)
         # lerp(a, b, x) = a + x (b - a) = x log p + (1 - x) log(1 - p), in fewer passes than the
         # sum of products (F.binary_cross_entropy is slower still on a CPU)
         return per_image_sum(torch.lerp((1 - p).log(), p.log(), x))
@@ -105,12 +103,13 @@ class BernoulliFromMean(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        x, mean, saved = ctx.saved_tensors  # saved: the compiled pass's gradient per pixel, or p
+        x, mean, p, pixel_grad = ctx.saved_tensors  # p on torch's path, pixel_grad on the compiled one
         g = per_image(grad, x)
         grad_mean = grad_x = None
-        p = saved if not ctx.compiled else mean.clamp(ctx.eps, 1 - ctx.eps) if ctx.needs_input_grad[0] else None
-        if ctx.needs_input_grad[1] and ctx.compiled:
-            grad_mean = saved * g
+        if p is None and ctx.needs_input_grad[0]:
+            p = mean.clamp(ctx.eps, 1 - ctx.eps)
+        if ctx.needs_input_grad[1] and pixel_grad is not None:
+            grad_mean = pixel_grad * g
         elif ctx.needs_input_grad[1]:
             # p (1 - p), not p - p^2: 1 - p is exact for p >= 1/2 (Sterbenz), whereas p - p^2 is
             # accurate near p = 1 only where the product and difference are fused (FMA): else p^2's
