@@ -65,6 +65,9 @@ def test_bad_names_and_options_are_one_line_errors():
         likelihoods.create("gaussian", mean="relu")
     with pytest.raises(VitaeError, match="must be positive"):
         likelihoods.create("gaussian", variance=0.0)
+    for eps in (0.0, -1e-6, 0.5, "1e-6"):
+        with pytest.raises(VitaeError, match=r"bernoulli likelihood: eps must be a number in \(0, 0.5\)"):
+            likelihoods.create("bernoulli", eps=eps)
     with pytest.raises(VitaeError, match="does not take these options"):
         models.create("vae", SHAPE, likelihood="gaussian", likelihood_options={"sigma": 0.1})
 

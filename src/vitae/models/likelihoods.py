@@ -129,6 +129,8 @@ class Bernoulli(nn.Module):
 
     def __init__(self, eps: float = 1e-6):
         super().__init__()
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 0.5:
+            raise VitaeError(f"bernoulli likelihood: eps must be a number in (0, 0.5), got {eps!r}")
         self.eps = eps
 
     def out_channels(self, channels: int) -> int:
