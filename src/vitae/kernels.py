@@ -149,16 +149,18 @@ def forget() -> None:
 class Kernel:
     """One C++ source of the package and its functions: ``functions`` maps each name to its
     ``ctypes`` argument types (each function exists per dtype of ``dtypes``, ``NAME_f32`` and
-    ``NAME_f64`` by default, and returns nothing). ``kernel(name, dtype, *args)`` calls it."""
+    ``NAME_f64`` by default, and returns nothing, or the ``ctypes`` type that ``returns`` names
+    for it). ``kernel(name, dtype, *args)`` calls it and hands back what it returns."""
 
-    def __init__(self, source: Path, functions: dict[str, list], dtypes: tuple[torch.dtype, ...] = tuple(DTYPES)):
-        self.source, self.functions, self.dtypes = source, functions, dtypes
+    def __init__(self, source: Path, functions: dict[str, list], dtypes: tuple[torch.dtype, ...] = tuple(DTYPES),
+                 returns: dict[str, type] | None = None):
+        self.source, self.functions, self.dtypes, self.returns = source, functions, dtypes, returns or {}
 
     def _declare(self, library: ctypes.CDLL) -> ctypes.CDLL:
         for name, argtypes in self.functions.items():
             for suffix in (DTYPES[dtype] for dtype in self.dtypes):
                 function = getattr(library, f"{name}_{suffix}")
-                function.argtypes, function.restype = argtypes, None
+                function.argtypes, function.restype = argtypes, self.returns.get(name)
         return library
 
     def library(self) -> ctypes.CDLL | None:
@@ -171,8 +173,8 @@ class Kernel:
         return (t.device.type == "cpu" and t.dtype in self.dtypes and not torch.compiler.is_compiling()
                 and self.library() is not None)
 
-    def __call__(self, name: str, dtype: torch.dtype, *args) -> None:
-        getattr(self.library(), f"{name}_{DTYPES[dtype]}")(*args)
+    def __call__(self, name: str, dtype: torch.dtype, *args):
+        return getattr(self.library(), f"{name}_{DTYPES[dtype]}")(*args)
 
 
 def pointer(t: torch.Tensor | None) -> ctypes.c_void_p:
