@@ -1,14 +1,14 @@
-// The affine bilinear sampler of vitae.transforms.affine_sampler: warp(I, [A | b]) and its
-// gradients, reading the 2x3 matrix directly. No grid is stored, the image is not padded, and the
-// matrix's gradient is summed per image as the pixels are visited, instead of being written out per
-// pixel and reduced afterwards.
+// The bilinear sampler of vitae.transforms.affine_sampler: warp(I, [A | b]) and its gradients,
+// reading the 2x3 matrix directly, and the same read from a displacement per pixel (CPAB's). No
+// grid is stored and the image is not padded; the matrix's gradient is summed per image as the
+// pixels are visited, instead of being written out per pixel and reduced afterwards.
 //
 // Frame (vitae.transforms.base): the output pixel (i, j) of an H x W image sits at the normalised
-// point x = (2j + 1) / W - 1, y = (2i + 1) / H - 1 and reads the input at [A | b] (x, y, 1). In
-// pixel units that point is u = j + W/2 dx, v = i + H/2 dy with the displacement
-// (dx, dy) = ([A | b] - [I | 0]) (x, y, 1), which is exactly 0 for the identity: u = j and v = i,
-// so theta = 0 copies every pixel bit for bit. Bilinear, zeros outside (align_corners=False),
-// as F.grid_sample.
+// point x = (2j + 1) / W - 1, y = (2i + 1) / H - 1 and reads the input at that point plus a
+// displacement (dx, dy): ([A | b] - [I | 0]) (x, y, 1) for a matrix, or the pixel's own. In pixel
+// units that is u = j + W/2 dx, v = i + H/2 dy, which is exactly (j, i) for a zero displacement
+// (the identity): theta = 0 copies every pixel bit for bit. Bilinear, zeros outside
+// (align_corners=False), as F.grid_sample.
 //
 // Built by affine_sampler.py with the system's C++ compiler into the user's cache, loaded through
 // ctypes; plain C++17 and OpenMP, no torch headers. Work is split over the batch: one image's
@@ -71,17 +71,10 @@ struct Run {
     int32_t at[4][CHUNK];  // 00 (top left), 01 (top right), 10 (bottom left), 11
     T weight[4][CHUNK], mask[4][CHUNK], fu[CHUNK], fv[CHUNK];
 
-    // u = j + W/2 dx, v = i + H/2 dy, the displacement (dx, dy) = ([A | b] - [I | 0]) (x, y, 1):
-    // exactly 0 for the identity. Written without branches, so that the compiler vectorises it.
-    void set(const T* m, const Pixels<T>& px, int64_t first, int32_t n, int32_t h, int32_t w, int32_t sh, int32_t sw) {
-        const T half_w = T(w) / 2, half_h = T(h) / 2;
-        const T a0 = half_w * (m[0] - 1), a1 = half_w * m[1], a2 = half_w * m[2];
-        const T b0 = half_h * m[3], b1 = half_h * (m[4] - 1), b2 = half_h * m[5];
+    // The run's n source points (u, v) in pixel units. Written without branches, so that the
+    // compiler vectorises it.
+    void set(const T* __restrict su, const T* __restrict sv, int32_t n, int32_t h, int32_t w, int32_t sh, int32_t sw) {
         const T wf = T(w), hf = T(h);
-        const T* __restrict pj = px.j.data() + first;
-        const T* __restrict pi = px.i.data() + first;
-        const T* __restrict pxs = px.x.data() + first;
-        const T* __restrict pys = px.y.data() + first;
         int32_t* __restrict a00 = at[0]; int32_t* __restrict a01 = at[1];
         int32_t* __restrict a10 = at[2]; int32_t* __restrict a11 = at[3];
         T* __restrict w00 = weight[0]; T* __restrict w01 = weight[1]; T* __restrict w10 = weight[2]; T* __restrict w11 = weight[3];
@@ -90,7 +83,7 @@ struct Run {
         const int32_t last_u = w - 1, last_v = h - 1;
         // (no "omp simd" here: with it GCC 12 stops if-converting the selects below and leaves the loop scalar)
         for (int32_t k = 0; k < n; ++k) {
-            T u = pj[k] + (a0 * pxs[k] + (a1 * pys[k] + a2)), v = pi[k] + (b0 * pxs[k] + (b1 * pys[k] + b2));
+            T u = su[k], v = sv[k];
             // far outside (or NaN) reads as a point two pixels out: all four neighbours outside
             u = u > T(-2) ? u : T(-2), u = u < wf + 1 ? u : wf + 1;
             v = v > T(-2) ? v : T(-2), v = v < hf + 1 ? v : hf + 1;
@@ -116,16 +109,86 @@ struct Run {
     }
 };
 
+// Where the pixels read from: the source points of a run of pixels, and what becomes of their
+// gradient (d loss / d u, d v). Two sources: a 2x3 matrix per image, and a displacement per pixel.
+
+// u = j + W/2 dx, v = i + H/2 dy, the displacement (dx, dy) = ([A | b] - [I | 0]) (x, y, 1):
+// exactly 0 for the identity. The matrix's gradient is summed per image (in double) as its runs
+// come, and written at the image's end.
 template <typename T>
-void forward(const T* image, Layout in, const T* matrix, T* out, Layout o, int threads) {
+struct ByMatrix {
+    const T* matrix;  // [B, 2, 3]
+    T* grad;          // [B, 2, 3] or null
+    double du[3] = {0, 0, 0}, dv[3] = {0, 0, 0};  // d loss / d u summed with x, y and 1; and v's
+
+    void points(int64_t b, const Pixels<T>& px, int64_t first, int32_t n, int64_t h, int64_t w, T* u, T* v) const {
+        const T* m = matrix + 6 * b;
+        const T half_w = T(w) / 2, half_h = T(h) / 2;
+        const T a0 = half_w * (m[0] - 1), a1 = half_w * m[1], a2 = half_w * m[2];
+        const T b0 = half_h * m[3], b1 = half_h * (m[4] - 1), b2 = half_h * m[5];
+        const T* __restrict pj = px.j.data() + first;
+        const T* __restrict pi = px.i.data() + first;
+        const T* __restrict pxs = px.x.data() + first;
+        const T* __restrict pys = px.y.data() + first;
+        for (int32_t k = 0; k < n; ++k)
+            u[k] = pj[k] + (a0 * pxs[k] + (a1 * pys[k] + a2)), v[k] = pi[k] + (b0 * pxs[k] + (b1 * pys[k] + b2));
+    }
+    void gradient(int64_t, const Pixels<T>& px, int64_t first, int32_t n, int64_t, int64_t, const T* gu, const T* gv) {
+        const T* xs = px.x.data() + first;
+        const T* ys = px.y.data() + first;
+        T u_x = 0, u_y = 0, u_1 = 0, v_x = 0, v_y = 0, v_1 = 0;
+#pragma omp simd reduction(+ : u_x, u_y, u_1, v_x, v_y, v_1)
+        for (int32_t k = 0; k < n; ++k) {
+            u_x += gu[k] * xs[k], u_y += gu[k] * ys[k], u_1 += gu[k];
+            v_x += gv[k] * xs[k], v_y += gv[k] * ys[k], v_1 += gv[k];
+        }
+        du[0] += u_x, du[1] += u_y, du[2] += u_1;
+        dv[0] += v_x, dv[1] += v_y, dv[2] += v_1;
+    }
+    void done(int64_t b, int64_t h, int64_t w) {
+        // u moves by W/2 per unit of m[0] x + m[1] y + m[2], v by H/2 per unit of the second row
+        T* gm = grad + 6 * b;
+        const double half_w = double(w) / 2, half_h = double(h) / 2;
+        for (int e = 0; e < 3; ++e) gm[e] = T(half_w * du[e]), gm[3 + e] = T(half_h * dv[e]);
+        for (int e = 0; e < 3; ++e) du[e] = dv[e] = 0;
+    }
+};
+
+// u = j + W/2 dx, v = i + H/2 dy for a displacement (dx, dy) per pixel ([B, H, W, 2], x then y,
+// normalised units, as base.displaced_sample takes it): exactly 0 reads the pixel itself. Its
+// gradient is written per pixel.
+template <typename T>
+struct ByShift {
+    const T* shift;  // [B, H, W, 2]
+    T* grad;         // [B, H, W, 2] or null
+
+    void points(int64_t b, const Pixels<T>& px, int64_t first, int32_t n, int64_t h, int64_t w, T* u, T* v) const {
+        const T half_w = T(w) / 2, half_h = T(h) / 2;
+        const T* __restrict s = shift + 2 * (b * h * w + first);
+        const T* __restrict pj = px.j.data() + first;
+        const T* __restrict pi = px.i.data() + first;
+        for (int32_t k = 0; k < n; ++k) u[k] = pj[k] + half_w * s[2 * k], v[k] = pi[k] + half_h * s[2 * k + 1];
+    }
+    void gradient(int64_t b, const Pixels<T>&, int64_t first, int32_t n, int64_t h, int64_t w, const T* gu, const T* gv) {
+        const T half_w = T(w) / 2, half_h = T(h) / 2;
+        T* __restrict g = grad + 2 * (b * h * w + first);
+        for (int32_t k = 0; k < n; ++k) g[2 * k] = half_w * gu[k], g[2 * k + 1] = half_h * gv[k];
+    }
+    void done(int64_t, int64_t, int64_t) {}
+};
+
+template <typename T, typename Source>
+void forward(const T* image, Layout in, const Source& source, T* out, Layout o, int threads) {
     const Pixels<T> px(in.h, in.w);
     const int64_t pixels = in.h * in.w;
     over_batch(in.n, threads, [&](int64_t first, int64_t last) {
         Run<T> run;
+        T u[CHUNK], v[CHUNK];
         for (int64_t b = first; b < last; ++b)
             for (int64_t p0 = 0; p0 < pixels; p0 += CHUNK) {
                 const int32_t n = int32_t(std::min<int64_t>(CHUNK, pixels - p0));
-                run.set(matrix + 6 * b, px, p0, n, int32_t(in.h), int32_t(in.w), int32_t(in.sh), int32_t(in.sw));
+                source.points(b, px, p0, n, in.h, in.w, u, v);
+                run.set(u, v, n, int32_t(in.h), int32_t(in.w), int32_t(in.sh), int32_t(in.sw));
                 for (int64_t c = 0; c < in.c; ++c) {
                     const T* p = image + b * in.sn + c * in.sc;
                     T* q = out + b * o.sn + c * o.sc + p0 * o.sw;
@@ -137,36 +200,37 @@ void forward(const T* image, Layout in, const T* matrix, T* out, Layout o, int t
     });
 }
 
-// grad_image and grad_matrix (either may be null: not wanted) are written whole. grad_image is
-// zeroed here, by the thread that fills it, rather than by torch before the call: torch's threads
-// would then still be spinning on the cores this call wants.
-template <typename T>
-void backward(const T* image, Layout in, const T* matrix, const T* grad_out, Layout g, T* grad_image, Layout gi,
-              T* grad_matrix, int threads) {
+// grad_image and the source's gradient (either may be null: not wanted) are written whole.
+// grad_image is zeroed here, by the thread that fills it, rather than by torch before the call:
+// torch's threads would then still be spinning on the cores this call wants.
+template <typename T, typename Source>
+void backward(const T* image, Layout in, const Source& source, const T* grad_out, Layout g, T* grad_image, Layout gi,
+              int threads) {
     const Pixels<T> px(in.h, in.w);
     const int64_t pixels = in.h * in.w;
     over_batch(in.n, threads, [&](int64_t first, int64_t last) {
+        Source mine = source;  // this thread's sums
         Run<T> run;    // the image's offsets
         Run<T> other;  // the same points in grad_image's strides, where those differ
         const bool same = gi.sw == in.sw;
         Run<T>& grad = same ? run : other;
-        T go[CHUNK], gu[CHUNK], gv[CHUNK];
+        T go[CHUNK], gu[CHUNK], gv[CHUNK], u[CHUNK], v[CHUNK];
+        const bool want_source = mine.grad != nullptr;
         for (int64_t b = first; b < last; ++b) {
-            const T* m = matrix + 6 * b;
             if (grad_image)
                 for (int64_t c = 0; c < in.c; ++c)
                     for (int64_t p = 0; p < pixels; ++p) grad_image[b * gi.sn + c * gi.sc + p * gi.sw] = 0;
-            double du[3] = {0, 0, 0}, dv[3] = {0, 0, 0};  // d loss / d u summed with x, y and 1; and v's
             for (int64_t p0 = 0; p0 < pixels; p0 += CHUNK) {
                 const int32_t n = int32_t(std::min<int64_t>(CHUNK, pixels - p0));
                 const int32_t h = int32_t(in.h), w = int32_t(in.w);
-                run.set(m, px, p0, n, h, w, int32_t(in.sh), int32_t(in.sw));
-                if (grad_image && !same) grad.set(m, px, p0, n, h, w, int32_t(gi.sh), int32_t(gi.sw));
+                mine.points(b, px, p0, n, in.h, in.w, u, v);
+                run.set(u, v, n, h, w, int32_t(in.sh), int32_t(in.sw));
+                if (grad_image && !same) grad.set(u, v, n, h, w, int32_t(gi.sh), int32_t(gi.sw));
                 for (int32_t k = 0; k < n; ++k) gu[k] = 0, gv[k] = 0;
                 for (int64_t c = 0; c < in.c; ++c) {
                     const T* g_run = grad_out + b * g.sn + c * g.sc + p0 * g.sw;
                     for (int32_t k = 0; k < n; ++k) go[k] = g_run[k * g.sw];
-                    if (grad_matrix) {
+                    if (want_source) {
                         const T* p = image + b * in.sn + c * in.sc;
                         for (int32_t k = 0; k < n; ++k) {
                             const T v00 = run.mask[0][k] * p[run.at[0][k]], v01 = run.mask[1][k] * p[run.at[1][k]];
@@ -184,25 +248,9 @@ void backward(const T* image, Layout in, const T* matrix, const T* grad_out, Lay
                             for (int32_t k = 0; k < n; ++k) q[grad.at[corner][k]] += go[k] * grad.weight[corner][k];
                     }
                 }
-                if (grad_matrix) {
-                    const T* xs = px.x.data() + p0;
-                    const T* ys = px.y.data() + p0;
-                    T u_x = 0, u_y = 0, u_1 = 0, v_x = 0, v_y = 0, v_1 = 0;
-#pragma omp simd reduction(+ : u_x, u_y, u_1, v_x, v_y, v_1)
-                    for (int32_t k = 0; k < n; ++k) {
-                        u_x += gu[k] * xs[k], u_y += gu[k] * ys[k], u_1 += gu[k];
-                        v_x += gv[k] * xs[k], v_y += gv[k] * ys[k], v_1 += gv[k];
-                    }
-                    du[0] += u_x, du[1] += u_y, du[2] += u_1;
-                    dv[0] += v_x, dv[1] += v_y, dv[2] += v_1;
-                }
+                if (want_source) mine.gradient(b, px, p0, n, in.h, in.w, gu, gv);
             }
-            if (grad_matrix) {
-                // u moves by W/2 per unit of m[0] x + m[1] y + m[2], v by H/2 per unit of the second row
-                T* gm = grad_matrix + 6 * b;
-                const double half_w = double(in.w) / 2, half_h = double(in.h) / 2;
-                for (int e = 0; e < 3; ++e) gm[e] = T(half_w * du[e]), gm[3 + e] = T(half_h * dv[e]);
-            }
+            if (want_source) mine.done(b, in.h, in.w);
         }
     });
 }
@@ -211,30 +259,36 @@ void backward(const T* image, Layout in, const T* matrix, const T* grad_out, Lay
 
 extern "C" {
 
-// images and outputs: [B, C, H, W] with any strides; matrix: [B, 2, 3] contiguous.
-void vitae_affine_forward_f32(const float* image, const int64_t* sizes, const int64_t* strides, const float* matrix,
-                              float* out, const int64_t* out_strides, int threads) {
-    forward(image, layout(sizes, strides), matrix, out, layout(sizes, out_strides), threads);
-}
+// images and outputs: [B, C, H, W] with any strides; matrix: [B, 2, 3] and shift: [B, H, W, 2],
+// contiguous; grad_image, grad_matrix, grad_shift: null where not wanted.
+#define VITAE_SAMPLER(SUFFIX, T)                                                                                  \
+    void vitae_affine_forward_##SUFFIX(const T* image, const int64_t* sizes, const int64_t* strides,              \
+                                       const T* matrix, T* out, const int64_t* out_strides, int threads) {       \
+        forward(image, layout(sizes, strides), ByMatrix<T>{matrix, nullptr}, out, layout(sizes, out_strides),   \
+                threads);                                                                                       \
+    }                                                                                                           \
+    void vitae_affine_backward_##SUFFIX(const T* image, const int64_t* sizes, const int64_t* strides,             \
+                                        const T* matrix, const T* grad_out, const int64_t* grad_out_strides,    \
+                                        T* grad_image, const int64_t* grad_image_strides, T* grad_matrix,       \
+                                        int threads) {                                                          \
+        backward(image, layout(sizes, strides), ByMatrix<T>{matrix, grad_matrix}, grad_out,                     \
+                 layout(sizes, grad_out_strides), grad_image, layout(sizes, grad_image_strides), threads);      \
+    }                                                                                                           \
+    void vitae_shift_forward_##SUFFIX(const T* image, const int64_t* sizes, const int64_t* strides,               \
+                                      const T* shift, T* out, const int64_t* out_strides, int threads) {        \
+        forward(image, layout(sizes, strides), ByShift<T>{shift, nullptr}, out, layout(sizes, out_strides),     \
+                threads);                                                                                       \
+    }                                                                                                           \
+    void vitae_shift_backward_##SUFFIX(const T* image, const int64_t* sizes, const int64_t* strides,              \
+                                       const T* shift, const T* grad_out, const int64_t* grad_out_strides,      \
+                                       T* grad_image, const int64_t* grad_image_strides, T* grad_shift,         \
+                                       int threads) {                                                           \
+        backward(image, layout(sizes, strides), ByShift<T>{shift, grad_shift}, grad_out,                        \
+                 layout(sizes, grad_out_strides), grad_image, layout(sizes, grad_image_strides), threads);      \
+    }
 
-void vitae_affine_forward_f64(const double* image, const int64_t* sizes, const int64_t* strides, const double* matrix,
-                              double* out, const int64_t* out_strides, int threads) {
-    forward(image, layout(sizes, strides), matrix, out, layout(sizes, out_strides), threads);
-}
+VITAE_SAMPLER(f32, float)
+VITAE_SAMPLER(f64, double)
 
-void vitae_affine_backward_f32(const float* image, const int64_t* sizes, const int64_t* strides, const float* matrix,
-                               const float* grad_out, const int64_t* grad_out_strides, float* grad_image,
-                               const int64_t* grad_image_strides, float* grad_matrix, int threads) {
-    backward(image, layout(sizes, strides), matrix, grad_out, layout(sizes, grad_out_strides), grad_image,
-             layout(sizes, grad_image_strides), grad_matrix, threads);
-}
-
-void vitae_affine_backward_f64(const double* image, const int64_t* sizes, const int64_t* strides, const double* matrix,
-                               const double* grad_out, const int64_t* grad_out_strides, double* grad_image,
-                               const int64_t* grad_image_strides, double* grad_matrix, int threads) {
-    backward(image, layout(sizes, strides), matrix, grad_out, layout(sizes, grad_out_strides), grad_image,
-             layout(sizes, grad_image_strides), grad_matrix, threads);
-}
-
-int vitae_affine_version() { return 1; }
+int vitae_affine_version() { return 2; }
 }

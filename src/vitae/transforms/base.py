@@ -95,7 +95,11 @@ def displaced_sample(images: torch.Tensor, shift: torch.Tensor | None = None, af
     round trip to pixel units exactly only when ``W`` is a power of two. The image is therefore
     zero-padded on the right and bottom to powers of two (the value ``grid_sample`` assumes
     outside anyway) and the grid is ``centre + shift``, so a zero shift reads every pixel exactly.
+    On the CPU, a ``shift`` takes the compiled sampler where it builds
+    (``vitae.transforms.affine_sampler.shift_sample``): the same reads without padding or grid.
     """
+    if affine_shift is None and affine_sampler.usable(images):
+        return affine_sampler.shift_sample(images, shift)  # no padding and no grid: the compiled sampler
     b, _, h, w = images.shape
     hp, wp, centre, to_padded, points = _sampling_constants(h, w, images.device, images.dtype)
     if (hp, wp) != (h, w):
