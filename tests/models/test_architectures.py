@@ -163,3 +163,26 @@ def test_conv_nets_run_channels_last_and_compute_the_same_as_the_plain_layout():
     (mean_plain.square().sum() + var_plain.sum() + dec_plain.square().sum()).backward()
     for (name, p), p_plain in zip(vae.named_parameters(), plain.parameters()):
         torch.testing.assert_close(p.grad, p_plain.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_the_conv_encoders_paired_stacks_compute_each_net_alone():
+    """ConvEncoder runs its mean and variance nets as one stack on the CPU (the first
+    convolutions as one, the later ones grouped): in float64 the same posterior as each
+    nn.Sequential run alone, and the same gradients to x and to every parameter."""
+    from vitae.models.networks import MIN_VARIANCE, ConvEncoder
+    torch.manual_seed(0)
+    enc = ConvEncoder((3, 32, 24), 4, [(5, 5), (6, 3), (7, 3)]).double()
+    x = torch.rand(3, 3, 32, 24, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 3, 4, dtype=torch.float64)
+    q = enc(x)
+    loss = (q.mean * weights[0]).sum() + (q.var * weights[1]).sum()
+    grads = torch.autograd.grad(loss, [x, *enc.parameters()])
+    xc = x.contiguous(memory_format=torch.channels_last)
+    mean, var = enc.mean_net(xc), torch.nn.functional.softplus(enc.var_net(xc)) + MIN_VARIANCE
+    ref_loss = (mean * weights[0]).sum() + (var * weights[1]).sum()
+    ref_grads = torch.autograd.grad(ref_loss, [x, *enc.parameters()])
+    torch.testing.assert_close(q.mean, mean, atol=1e-12, rtol=0)
+    torch.testing.assert_close(q.var, var, atol=1e-12, rtol=0)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=1e-11, rtol=1e-10)
+    assert all(g.abs().max() > 0 for g in grads)

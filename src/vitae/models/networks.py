@@ -117,7 +117,33 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> DiagonalGaussian:
         x = x.contiguous(memory_format=CONV_LAYOUT)
+        if x.device.type == "cpu":
+            mean_h, var_h = paired_stacks(x, self.mean_net[0], self.var_net[0])
+            return DiagonalGaussian(self.mean_net[1](mean_h), F.softplus(self.var_net[1](var_h)) + MIN_VARIANCE)
         return DiagonalGaussian(self.mean_net(x), F.softplus(self.var_net(x)) + MIN_VARIANCE)
+
+
+def paired_stacks(x: torch.Tensor, first: nn.Sequential, second: nn.Sequential) -> tuple[torch.Tensor, torch.Tensor]:
+    """``first(x), second(x)`` for two ``conv_stack``s of the same shape, as one stack: the first
+    convolutions as one with both weights (one read of ``x``, one gradient to it), the later ones
+    as grouped convolutions (group 1 the first stack's channels, group 2 the second's). The same
+    parameters, so checkpoints do not change; the same sums for the outputs, and the gradients to
+    rounding. On this 2-core CPU the encoder pair of the Table 4 net trains faster so, in float32
+    and bfloat16, most where the gradient to ``x`` is wanted (C-VITAE's appearance encoder reads
+    the warped image), by a scratch probe while building it; ``benchmarks/table5.py
+    --architecture celeba_conv`` times whole steps. Other devices keep the two nets apart (not
+    measured there)."""
+    h, groups = x, 1  # the first convolution reads x whole; the later ones, their own stack's channels
+    for a, b in zip(first, second):
+        if isinstance(a, nn.Conv2d):
+            weight, bias = torch.cat([a.weight, b.weight]), torch.cat([a.bias, b.bias])
+            h, groups = F.conv2d(h, weight, bias, a.stride, a.padding, a.dilation, groups=groups), 2
+        elif isinstance(a, nn.Flatten):
+            half = h.shape[1] // 2
+            return a(h[:, :half]), b(h[:, half:])
+        else:
+            h = a(h)  # the activation, the same for both
+    raise ValueError("paired_stacks needs conv_stacks ending in nn.Flatten")
 
 
 class ConvDecoder(nn.Module):
