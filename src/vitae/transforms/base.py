@@ -208,13 +208,14 @@ def warp_affine(images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return displaced_sample(images, affine_shift=(m - eye).transpose(1, 2))
 
 
-def invert_rows(a: torch.Tensor) -> torch.Tensor:
-    """Rows ``[..., 6]`` (``[A | b]`` row by row) of the exact inverse ``[A^-1 | -A^-1 b]``, the
-    2x2 inverse in closed form; the identity maps to itself exactly."""
-    l00, l01, b0, l10, l11, b1 = a.unbind(-1)
+def invert_rows(a: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Rows ``[..., 6]`` (``[A | b]`` row by row, along ``dim``) of the exact inverse
+    ``[A^-1 | -A^-1 b]``, the 2x2 inverse in closed form; the identity maps to itself exactly.
+    ``dim=0`` takes CPAB's tables ``[6, R]`` as they are: six contiguous rows, no transposes."""
+    l00, l01, b0, l10, l11, b1 = a.unbind(dim)
     det = l00 * l11 - l01 * l10
     i00, i01, i10, i11 = l11 / det, -l01 / det, -l10 / det, l00 / det
-    return torch.stack([i00, i01, -(i00 * b0 + i01 * b1), i10, i11, -(i10 * b0 + i11 * b1)], dim=-1)
+    return torch.stack([i00, i01, -(i00 * b0 + i01 * b1), i10, i11, -(i10 * b0 + i11 * b1)], dim=dim)
 
 
 def invert_affine(m: torch.Tensor) -> torch.Tensor:

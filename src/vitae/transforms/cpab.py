@@ -504,7 +504,7 @@ class _Tables:
 
     @staticmethod
     def _invert(table: torch.Tensor) -> torch.Tensor:
-        return invert_rows(table.t()).t().contiguous()
+        return invert_rows(table, dim=0)
 
     def walk(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._walk is None:
