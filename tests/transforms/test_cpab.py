@@ -8,6 +8,8 @@ import torch
 
 from vitae import transforms
 from vitae.errors import VitaeError
+from vitae.transforms import cpab
+from vitae.transforms.base import identity_grid
 from vitae.transforms.cpab import CPAB, basis, triangles
 
 
@@ -295,3 +297,16 @@ def test_non_finite_theta_is_refused():
     theta[1, 3] = float("inf")
     with pytest.raises(ValueError, match="theta must be finite"):
         t.transform_points(torch.zeros(2, 5, 2), theta)
+
+
+@pytest.mark.parametrize("tess, scale", [((2, 4), 0.01), ((2, 4), 0.3), ((4, 4), 0.05), ((3, 2), 1.0)])
+def test_the_points_that_stay_are_counted_per_cell_as_point_by_point(tess, scale):
+    """On a pixel grid the shortcut's decision counts the points farther from their cell's edge
+    than its speed bound by a binary search per cell (cpab._staying): the count of the
+    comparison point by point, from nearly all points staying to nearly none."""
+    t = transforms.create("cpab", tessellation=tess)
+    theta = torch.randn(7, t.theta_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(4)) * scale
+    tables = t._step_maps(theta)
+    t._displacement(identity_grid(7, 28, 20, dtype=torch.float64), tables, grid_key=("test", 7))
+    _, _, _, cells, dist, _, by_cell = t._grid_cells[("test", 7)]
+    assert cpab._staying(by_cell, tables.speed.view(7, -1)) == int((dist > tables.speed.index_select(0, cells)).sum())

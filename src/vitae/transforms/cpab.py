@@ -391,6 +391,30 @@ def _inner_distance(x: torch.Tensor, y: torch.Tensor, nx: int, ny: int) -> torch
     return torch.minimum(sides, diagonals)
 
 
+def _distances_by_cell(cells: torch.Tensor, dist: torch.Tensor, n_cells: int) -> torch.Tensor:
+    """``[n_cells, P]``: the distances of a grid's points (``cells`` within one image) to their
+    cell's boundary, each cell's ascending, padded in front with ``-inf`` to the longest."""
+    cells = cells.long()
+    counts = torch.bincount(cells, minlength=n_cells)
+    width = max(int(counts.max()), 1)
+    order = torch.argsort(dist)
+    order = order[torch.argsort(cells[order], stable=True)]  # by cell, each cell's ascending
+    sorted_cells = cells[order]
+    start = torch.cumsum(counts, 0) - counts
+    column = torch.arange(dist.numel(), device=dist.device) - start[sorted_cells] + (width - counts[sorted_cells])
+    out = dist.new_full((n_cells, width), -math.inf)
+    out[sorted_cells, column] = dist[order]
+    return out
+
+
+def _staying(by_cell: torch.Tensor, speed: torch.Tensor) -> int:
+    """How many points of a grid in every image are farther from their cell's boundary than the
+    cell's speed bound (``speed`` ``[B, n_cells]``): per cell a binary search in its sorted
+    distances, in place of a comparison per point."""
+    first_above = torch.searchsorted(by_cell, speed.t().contiguous(), right=True)  # [n_cells, B]
+    return int((by_cell.shape[1] - first_above).sum())
+
+
 def _grid_operator(cells: torch.Tensor, x: torch.Tensor, y: torch.Tensor, n_cells: int) -> torch.Tensor:
     """``W`` ``[P, 3 n_cells]`` for a pixel grid shared by all images (``cells`` within one image):
     ``W[p, 3 c + j] = (x_p, y_p, 1)[j]`` where ``c`` is the cell of ``p``, else 0. Applying every
@@ -649,24 +673,33 @@ class CPAB(Transform):
             offset = (torch.arange(b, device=points.device, dtype=points.dtype) * self.n_cells).repeat_interleave(p)
             xd, yd = x0.detach(), y0.detach()
             cells = _cell(xd, yd, self.nx, self.ny, offset)
-            pattern = None
+            pattern = by_cell = None
+            dist = _inner_distance(xd, yd, self.nx, self.ny)
             if grid_key is not None:  # the same grid in every image: its cells in the first one
                 pattern = (_grid_operator(cells[:p], xd[:p], yd[:p], self.n_cells), b)
-            cached = (x0, y0, offset, cells, _inner_distance(xd, yd, self.nx, self.ny), pattern)
+                by_cell = _distances_by_cell(cells[:p], dist[:p], self.n_cells)
+            cached = (x0, y0, offset, cells, dist, pattern, by_cell)
             if grid_key is not None:
                 if len(self._grid_cells) >= 8:
                     self._grid_cells.pop(next(iter(self._grid_cells)))
                 self._grid_cells[grid_key] = cached
-        x0, y0, offset, cells, dist, pattern = cached
+        x0, y0, offset, cells, dist, pattern, by_cell = cached
         # points farther from their cell's boundary than its speed bound stay in it: whole-time map
-        n, walkers, fine = x0.shape[0], None, None
-        stay = dist > tables.speed.to(points.dtype).index_select(0, cells) if self._shortcut else None
-        n_stay = int(stay.sum()) if stay is not None else 0
+        n, walkers, fine, stay = x0.shape[0], None, None, None
+        speed = tables.speed.to(points.dtype)
+        if not self._shortcut:
+            n_stay = 0
+        elif by_cell is not None:  # a grid: counted per cell first, each point's only if worth it
+            n_stay = _staying(by_cell, speed.view(b, -1))
+        else:
+            stay = dist > speed.index_select(0, cells)
+            n_stay = int(stay.sum())
         if 2 * n_stay < n:
             full = None
         else:
             full = tables.full().to(points.dtype)
             if n_stay < n:
+                stay = dist > speed.index_select(0, cells) if stay is None else stay
                 walkers = (~stay).nonzero().squeeze(1)
         if full is None or walkers is not None:
             fine, coarse = (t.to(points.dtype) for t in tables.walk())
