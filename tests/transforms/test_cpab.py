@@ -172,9 +172,11 @@ def test_flow_agrees_with_libcpab_on_the_same_field():
 
 
 @pytest.mark.parametrize("scale, seed, size", [(0.7, 4, 6), (0.03, 13, 10)], ids=["walk", "points-stay-in-their-cell"])
-def test_gradcheck_float64(scale, seed, size):
+def test_gradcheck_float64(scale, seed, size, monkeypatch):
     """Both integration regimes: a field large enough that points cross cells (the walk), and one
-    so small that every point provably stays in its cell (the whole-time shortcut)."""
+    so small that every point provably stays in its cell (the whole-time shortcut; taken here
+    whenever half the points stay, on either walk)."""
+    monkeypatch.setattr(cpab, "STAY_COMPILED", cpab.STAY_EAGER)
     t = CPAB((2, 2), n_steps=3, n_sub=2)
     theta = (seeded(2, t.theta_dim, seed=seed) * scale).requires_grad_()
     points = (torch.rand(2, 6, 2, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64) * 1.8 - 0.9)
@@ -193,12 +195,16 @@ def walked(t):
     return other
 
 
+@pytest.mark.parametrize("stay", ["eager", "compiled"])
 @pytest.mark.parametrize("tess", [(4, 4), (2, 4)])
-def test_points_that_stay_in_their_cell_take_its_whole_time_map(tess):
+def test_points_that_stay_in_their_cell_take_its_whole_time_map(tess, stay, monkeypatch):
     """A small field: points that provably stay in their cell take its exact map over the whole
     time, the others walk (on [4, 4], the 27% of the 28 x 28 pixel centres that lie on diagonals;
     on [2, 4], none); the result is the step-by-step walk's, in value and gradient, for points
-    (gather path) and for warps (the pixel grid's matrix-product path)."""
+    (gather path) and for warps (the pixel grid's matrix-product path). With the compiled walk's
+    share (STAY_COMPILED) the [4, 4] field walks every point; with the eager walk's, it splits."""
+    if stay == "eager":
+        monkeypatch.setattr(cpab, "STAY_COMPILED", cpab.STAY_EAGER)
     t = CPAB(tess)
     theta = (seeded(3, t.theta_dim, seed=11) * 0.02).requires_grad_()
     points = pixel_grid(3, 28)

@@ -142,6 +142,11 @@ def constraints(nx: int, ny: int, zero_boundary: bool, volume_preservation: bool
     return np.stack(rows)
 
 
+# the share of a batch's points that must provably stay in their cells for the shortcut (those
+# take their cell's whole-time map, the rest walk): the eager walk pays per step for every point,
+# so half; the compiled walk is cheap next to the gathers and scatters that split the points,
+# which pay only when nearly none walk (a scratch probe while building its vector form)
+STAY_EAGER, STAY_COMPILED = 0.5, 0.99
 MAX_BASIS_BYTES = 2**30  # the SVD behind the basis; [16, 16] is the largest square tessellation within it
 
 
@@ -694,7 +699,7 @@ class CPAB(Transform):
         else:
             stay = dist > speed.index_select(0, cells)
             n_stay = int(stay.sum())
-        if 2 * n_stay < n:
+        if n_stay < n * (STAY_COMPILED if cpab_walk.usable(x0) else STAY_EAGER):
             full = None
         else:
             full = tables.full().to(points.dtype)
