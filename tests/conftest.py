@@ -1,4 +1,5 @@
-"""Shared test helpers: a tiny MNIST-format data set written as real IDX files."""
+"""Shared test helpers: a tiny MNIST-format data set written as real IDX files, and runs of a
+function under several thread counts."""
 
 from __future__ import annotations
 
@@ -9,6 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+
+def same_bits_for_thread_counts(run, counts=(1, 2, 3)) -> None:
+    """``run()`` (a tuple of tensors) under each of torch's thread counts ``counts`` gives the
+    same bits every time; the thread count is restored after."""
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in counts:
+            torch.set_num_threads(n)
+            results.append(run())
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:

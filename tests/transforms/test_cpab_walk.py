@@ -5,6 +5,7 @@ thread count changes no bit; points out of image order give the same result."""
 import pytest
 import torch
 
+from conftest import same_bits_for_thread_counts
 from vitae import kernels, transforms
 from vitae.transforms import cpab, cpab_walk
 
@@ -66,16 +67,7 @@ def test_the_thread_count_does_not_change_a_bit(monkeypatch):
     monkeypatch.setenv("VITAE_KERNELS", "compiled")
     t = transforms.create("cpab", tessellation=(2, 4))
     inputs = walk_inputs(t, images=7, per_image=150)
-    threads = torch.get_num_threads()
-    try:
-        results = []
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            results.append(run_walk(t, inputs, torch.arange(7 * 150)))
-    finally:
-        torch.set_num_threads(threads)
-    for other in results[1:]:
-        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+    same_bits_for_thread_counts(lambda: run_walk(t, inputs, torch.arange(7 * 150)))
 
 
 def test_points_out_of_image_order_walk_as_in_order(monkeypatch):
