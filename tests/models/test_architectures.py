@@ -9,7 +9,7 @@ from torch import nn
 from conftest import fixed_noise_losses
 from vitae import models
 from vitae.errors import VitaeError
-from vitae.models.networks import SHIPPED, ConvArchitecture
+from vitae.models.networks import MIN_VARIANCE, SHIPPED, ConvArchitecture, ConvEncoder
 
 SETTINGS = {  # architecture -> (image shape, likelihood and its options, as in the paper)
     "mnist_mlp": ((1, 28, 28), "bernoulli", {}),
@@ -169,7 +169,6 @@ def test_the_conv_encoders_paired_stacks_compute_each_net_alone():
     """ConvEncoder runs its mean and variance nets as one stack on the CPU (the first
     convolutions as one, the later ones grouped): in float64 the same posterior as each
     nn.Sequential run alone, and the same gradients to x and to every parameter."""
-    from vitae.models.networks import MIN_VARIANCE, ConvEncoder
     torch.manual_seed(0)
     enc = ConvEncoder((3, 32, 24), 4, [(5, 5), (6, 3), (7, 3)]).double()
     x = torch.rand(3, 3, 32, 24, dtype=torch.float64, requires_grad=True)
