@@ -9,7 +9,8 @@
 // whose first cell is its start cell rounded down to a multiple of the cells per image. Points in
 // cell units (x in [0, nx], y in [0, ny] inside the square).
 //
-// Built and loaded by vitae.kernels; plain C++17 and OpenMP, no torch headers. Points are walked
+// Built and loaded by vitae.kernels; plain C++17 and OpenMP (and AVX-512 intrinsics where the CPU
+// has them: the vector walk below), no torch headers. Points are walked
 // in blocks side by side, a step of every point of the block before the next step, so that the
 // steps of different points overlap (one point's steps depend on each other: walked alone, it
 // waits on every one). Work is split over the images, so that the gradient of one image's cells
@@ -440,8 +441,7 @@ inline void add_to_cells(typename S::T* acc, int32_t n_cells, typename S::I c, t
         const typename S::M here = S::same(c, S::cell_set(cell)) & m;
         for (int k = 0; k < 6; ++k) {
             typename S::T* p = acc + (size_t(k) * n_cells + cell) * L;
-            S::store(p, S::add(S::load(p), S::only(here, term[k])));  // a whole store: the next load of p is
-                                                                       // forwarded from it, not from a masked one
+            S::store(p, S::add(S::load(p), S::only(here, term[k])));  // the other lanes add 0
         }
         m = typename S::M(m & ~here);
     }
