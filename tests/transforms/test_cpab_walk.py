@@ -117,3 +117,26 @@ def test_the_vector_walk_equals_the_scalar_walk(dtype, tess, monkeypatch):
         assert a.isnan().any() and not a[:, t.n_cells:].isnan().any() and not b[:, t.n_cells:].isnan().any()
         finite = ~(a.isnan() | b.isnan())
         torch.testing.assert_close(a[finite], b[finite], atol=tol * float(b[finite].abs().max()), rtol=0)
+
+
+@pytest.mark.parametrize("n_steps, n_sub, per_image", [(1, 1, 5), (5, 2, 33), (2, 7, 300)])
+def test_the_vector_walk_equals_the_scalar_walk_for_other_steps_and_sizes(n_steps, n_sub, per_image, monkeypatch):
+    """Other step counts (one sub-step: lerp at 1/2, the formula's other branch), images with
+    fewer points than a vector, and a float32 tessellation past 32 cells that fills its second
+    register pair only in part ([3, 3]: 36 cells): end points bit for bit, the maps' gradients
+    to rounding."""
+    monkeypatch.setenv("VITAE_KERNELS", "compiled")
+    if cpab_walk.vector_lanes(torch.float32) == 0:
+        pytest.skip("no AVX-512 on this CPU: the kernel has only its scalar walk")
+    t = transforms.create("cpab", tessellation=(3, 3), n_steps=n_steps, n_sub=n_sub)
+    inputs = tuple(v.float() if v.is_floating_point() else v for v in walk_inputs(t, images=5, per_image=per_image))
+    order = torch.arange(5 * per_image)
+    monkeypatch.setattr(cpab_walk, "VECTOR", True)
+    vector = run_walk(t, inputs, order)
+    monkeypatch.setattr(cpab_walk, "VECTOR", False)
+    scalar = run_walk(t, inputs, order)
+    assert (vector[0] - inputs[0]).abs().max() > 0.1
+    for a, b in zip(vector[:4], scalar[:4]):
+        assert torch.equal(a, b)
+    for a, b in zip(vector[4:], scalar[4:]):
+        torch.testing.assert_close(a, b, atol=1e-5 * float(b.abs().max()), rtol=0)
