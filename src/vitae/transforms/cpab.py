@@ -145,7 +145,7 @@ def constraints(nx: int, ny: int, zero_boundary: bool, volume_preservation: bool
 # the share of a batch's points that must provably stay in their cells for the shortcut (those
 # take their cell's whole-time map, the rest walk): the eager walk pays per step for every point,
 # so half; the compiled walk is cheap next to the gathers and scatters that split the points,
-# which pay only when nearly none walk (a scratch probe while building its vector form)
+# which pay only when nearly none walk (`python benchmarks/cpab_shortcut.py` times both shares)
 STAY_EAGER, STAY_COMPILED = 0.5, 0.99
 MAX_BASIS_BYTES = 2**30  # the SVD behind the basis; [16, 16] is the largest square tessellation within it
 
