@@ -37,8 +37,9 @@ directions: the inverse direction uses the closed-form inverse of each map,
 
 A point whose distance to the boundary of its cell exceeds the largest speed of the field in that
 cell (at the cell's vertices, the field being affine there) cannot leave the cell within time 1:
-it takes the cell's whole-time map, which is its exact flow. When at least half the points are
-such (small fields, e.g. early in training), they do so and the others walk; otherwise all walk.
+it takes the cell's whole-time map, which is its exact flow. When enough points are such (small
+fields, e.g. early in training: half of them for the eager walk, 99% for the compiled one,
+``STAY_EAGER`` and ``STAY_COMPILED``), they do so and the others walk; otherwise all walk.
 For a pixel grid shared by all images (``warp``), that map is applied to every pixel of every
 image by one matrix product with a constant per-grid operator.
 
