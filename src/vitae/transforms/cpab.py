@@ -72,7 +72,7 @@ import numpy as np
 import torch
 
 from vitae.errors import VitaeError
-from vitae.transforms import cpab_walk
+from vitae.transforms import cpab_flows, cpab_walk
 from vitae.transforms.base import Transform, displaced_sample, identity_grid, invert_rows
 
 
@@ -287,6 +287,14 @@ def flows(a: torch.Tensor, t: float, powers: tuple[int, ...], order: int | None 
         return torch.stack([c + dn, d * l01, e0, d * l10, c - dn, e1])
 
     return [rows(*m) for m in out]
+
+
+def _flows(a: torch.Tensor, t: float, n_sub: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The maps over the time ``t`` and ``n_sub t`` (``flows(a, t, (n_sub,))``); on the CPU the
+    compiled kernel where it builds (``vitae.transforms.cpab_flows``): the same closed form."""
+    if cpab_flows.usable(a):
+        return cpab_flows.step_maps(a, t, n_sub)
+    return tuple(flows(a, t, (n_sub,)))
 
 
 def _apply(m: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -542,12 +550,12 @@ class _Tables:
                 self._walk = tuple(self._invert(table) for table in self.source.walk())
             else:
                 t = self.transform
-                self._walk = tuple(flows(self.maps, 1.0 / (t.n_steps * t.n_sub), (t.n_sub,)))
+                self._walk = _flows(self.maps, 1.0 / (t.n_steps * t.n_sub), t.n_sub)
         return self._walk
 
     def full(self) -> torch.Tensor:
         if self._full is None:
-            self._full = self._invert(self.source.full()) if self.source is not None else flows(self.maps, 1.0, ())[0]
+            self._full = self._invert(self.source.full()) if self.source is not None else _flows(self.maps, 1.0, 1)[0]
         return self._full
 
     def inverse(self) -> "_Tables":
