@@ -11,8 +11,8 @@ system's C++ compiler and loaded with ``ctypes`` (no torch headers, no build ste
   everywhere. ``compiled`` makes a failed build an error. The two paths round differently, so a
   run's numbers depend on which one it took; resume on one machine with the same setting stays
   exact.
-* **Threads.** The kernels (``vitae.transforms.affine_sampler``, ``affine_exp`` and
-  ``cpab_walk``, ``vitae.models.bernoulli_kernel`` and ``vitae.data.rasterise``) run on torch's
+* **Threads.** The kernels (``vitae.transforms.affine_sampler``, ``affine_exp``, ``cpab_walk``
+  and ``cpab_flows``, ``vitae.models.bernoulli_kernel`` and ``vitae.data.rasterise``) run on torch's
   OpenMP pool: built with ``-fopenmp`` and loaded into a process that runs torch, they share its
   runtime by its soname. Threads of a pool of their own would have to wait for torch's, which
   spin for a while after each of its parallel operations.
