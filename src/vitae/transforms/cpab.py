@@ -251,8 +251,7 @@ def flows(a: torch.Tensor, t: float, powers: tuple[int, ...], order: int | None 
     the scalars ``(p, q)`` and the translation. ``a = 0`` gives exactly ``[1, 0, 0, 0, 1, 0]``."""
     if order is None:
         order = 8 if a.dtype == torch.float64 else 6
-    norm = float(a.detach().view(2, 3, -1)[:, :2].abs().sum((0, 1)).max()) * t if a.numel() else 0.0
-    squarings = max(0, math.ceil(math.log2(norm / 0.5))) if norm > 0.5 else 0
+    squarings = cpab_flows.squarings(a, t)
     l00, l01, b0, l10, l11, b1 = (a * (t * 0.5 ** squarings)).unbind(0)
     mu, n00 = (l00 + l11) * 0.5, (l00 - l11) * 0.5
     zeta = torch.addcmul(n00 * n00, l01, l10)
