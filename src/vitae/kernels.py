@@ -177,6 +177,16 @@ class Kernel:
         return getattr(self.library(), f"{name}_{DTYPES[dtype]}")(*args)
 
 
+def check_input(name: str, t, shape: str, fits: Callable[[torch.Tensor], bool]) -> None:
+    """The kernels' argument check: ``t`` must be a float32 or float64 tensor on the CPU whose
+    shape ``fits`` (described as ``shape``, e.g. ``[B, 6]``); else a ``ValueError`` that names
+    ``name`` and says what it got."""
+    if isinstance(t, torch.Tensor) and t.dtype in DTYPES and t.device.type == "cpu" and fits(t):
+        return
+    got = f"{t.dtype} {list(t.shape)} on {t.device}" if isinstance(t, torch.Tensor) else type(t).__name__
+    raise ValueError(f"{name} must be a {shape} float32 or float64 tensor on the CPU, got {got}")
+
+
 def pointer(t: torch.Tensor | None) -> ctypes.c_void_p:
     """A tensor's data for a kernel (``None``: a null pointer, for an output not wanted)."""
     return ctypes.c_void_p(t.data_ptr() if t is not None else 0)

@@ -51,9 +51,5 @@ class _Expm(torch.autograd.Function):
 def expm(theta: torch.Tensor) -> torch.Tensor:
     """The ``[B, 2, 3]`` top rows of ``expm`` of each ``theta`` ``[B, 6]`` (row by row, bottom
     row zero); differentiable. Callers check ``usable(theta)`` first."""
-    if not isinstance(theta, torch.Tensor) or theta.dim() != 2 or theta.shape[1] != 6 \
-            or theta.dtype not in kernels.DTYPES or theta.device.type != "cpu":
-        got = f"{theta.dtype} {list(theta.shape)} on {theta.device}" if isinstance(theta, torch.Tensor) \
-            else type(theta).__name__
-        raise ValueError(f"theta must be a [B, 6] float32 or float64 tensor on the CPU, got {got}")
+    kernels.check_input("theta", theta, "[B, 6]", lambda t: t.dim() == 2 and t.shape[1] == 6)
     return _Expm.apply(theta)

@@ -96,20 +96,21 @@ class _Sample(torch.autograd.Function):
 
 
 def _check_images(images) -> None:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.dtype not in kernels.DTYPES \
-            or images.device.type != "cpu":
-        got = f"{images.dtype} {list(images.shape)} on {images.device}" if isinstance(images, torch.Tensor) \
-            else type(images).__name__
-        raise ValueError(f"images must be a [B, C, H, W] float32 or float64 tensor on the CPU, got {got}")
+    kernels.check_input("images", images, "[B, C, H, W]", lambda t: t.dim() == 4)
+
+
+def _check_shape(name: str, t, shape: tuple[int, ...], of: str) -> None:
+    """``t`` (``name``) must have ``shape``, that ``of`` the images."""
+    if not isinstance(t, torch.Tensor) or t.shape != shape:
+        got = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"{name} must have shape [{', '.join(map(str, shape))}] ({of}), got {got}")
 
 
 def affine_sample(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """``warp`` of ``images`` ``[B, C, H, W]`` by the ``[B, 2, 3]`` matrices ``[A | b]`` through
     the compiled kernel; differentiable in both. Callers check ``usable(images)`` first."""
     _check_images(images)
-    if not isinstance(matrix, torch.Tensor) or matrix.shape != (images.shape[0], 2, 3):
-        got = list(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
-        raise ValueError(f"matrix must have shape [{images.shape[0]}, 2, 3] (the images' batch), got {got}")
+    _check_shape("matrix", matrix, (images.shape[0], 2, 3), "the images' batch")
     return _Sample.apply(images, matrix.to(images.dtype).contiguous(), "affine")
 
 
@@ -119,7 +120,5 @@ def shift_sample(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     units), bilinear, zeros outside; differentiable in both. Callers check ``usable(images)`` first."""
     _check_images(images)
     b, _, h, w = images.shape
-    if not isinstance(shift, torch.Tensor) or shift.shape != (b, h, w, 2):
-        got = list(shift.shape) if isinstance(shift, torch.Tensor) else type(shift).__name__
-        raise ValueError(f"shift must have shape [{b}, {h}, {w}, 2] (the images' batch and size), got {got}")
+    _check_shape("shift", shift, (b, h, w, 2), "the images' batch and size")
     return _Sample.apply(images, shift.to(images.dtype).contiguous(), "shift")

@@ -68,10 +68,7 @@ def step_maps(a: torch.Tensor, t: float, n_sub: int) -> tuple[torch.Tensor, torc
     """``cpab.flows(a, t, (n_sub,))`` through the kernel: the maps ``[6, R]`` of every cell over
     the time ``t`` (the sub-step) and ``n_sub t`` (the step), for the velocity maps ``a``
     ``[6, R]``; differentiable in ``a``. Callers check ``usable(a)`` first."""
-    if not isinstance(a, torch.Tensor) or a.dim() != 2 or a.shape[0] != 6 or a.dtype not in kernels.DTYPES \
-            or a.device.type != "cpu":
-        got = f"{a.dtype} {list(a.shape)} on {a.device}" if isinstance(a, torch.Tensor) else type(a).__name__
-        raise ValueError(f"a must be a [6, R] float32 or float64 tensor on the CPU, got {got}")
+    kernels.check_input("a", a, "[6, R]", lambda t: t.dim() == 2 and t.shape[0] == 6)
     if not (isinstance(n_sub, int) and n_sub >= 1) or not t > 0:
         raise ValueError(f"t must be positive and n_sub a positive integer, got t={t!r}, n_sub={n_sub!r}")
     return _Flows.apply(a, float(t), n_sub)
