@@ -201,10 +201,7 @@ struct F32 {
     static I to_cell(V a) { return _mm512_cvttps_epi32(a); }
     static I cells(const Cell* p) { return _mm512_loadu_si512(p); }
     static void store(Cell* p, I a) { _mm512_storeu_si512(p, a); }
-    static I cells_from(const int32_t* p, M m) { return _mm512_maskz_loadu_epi32(m, p); }
     static I cell_set(int32_t a) { return _mm512_set1_epi32(a); }
-    static I cell_sub(I a, I b) { return _mm512_sub_epi32(a, b); }
-    static I only(M m, I a) { return _mm512_maskz_mov_epi32(m, a); }
     static I pick(M m, I no, I yes) { return _mm512_mask_blend_epi32(m, no, yes); }
     static M nonneg(I a) { return _mm512_cmpge_epi32_mask(a, _mm512_setzero_si512()); }
     static M differ(I a, I b) { return _mm512_cmpneq_epi32_mask(a, b); }
@@ -242,10 +239,7 @@ struct F64 {
     static I to_cell(V a) { return _mm512_cvttpd_epi64(a); }
     static I cells(const Cell* p) { return _mm512_loadu_si512(p); }
     static void store(Cell* p, I a) { _mm512_storeu_si512(p, a); }
-    static I cells_from(const int32_t* p, M m) { return _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(m, p)); }
     static I cell_set(int32_t a) { return _mm512_set1_epi64(a); }
-    static I cell_sub(I a, I b) { return _mm512_sub_epi64(a, b); }
-    static I only(M m, I a) { return _mm512_maskz_mov_epi64(m, a); }
     static I pick(M m, I no, I yes) { return _mm512_mask_blend_epi64(m, no, yes); }
     static M nonneg(I a) { return _mm512_cmpge_epi64_mask(a, _mm512_setzero_si512()); }
     static M differ(I a, I b) { return _mm512_cmpneq_epi64_mask(a, b); }
@@ -458,7 +452,8 @@ struct Pending {
 
     void add(typename S::T* acc, int32_t n_cells, typename S::I c, typename S::M m, const typename S::V (&term)[6]) {
         const typename S::M moved = m & S::differ(cell, c);
-        if (moved & S::nonneg(cell)) add_to_cells<S>(acc, n_cells, cell, typename S::M(moved & S::nonneg(cell)), sum);
+        const typename S::M leaving = moved & S::nonneg(cell);  // the lanes whose earlier cell has sums
+        if (leaving) add_to_cells<S>(acc, n_cells, cell, leaving, sum);
         for (int k = 0; k < 6; ++k) sum[k] = S::add(S::pick(moved, sum[k], S::set(0)), S::only(m, term[k]));
         cell = S::pick(m, cell, c);
     }
