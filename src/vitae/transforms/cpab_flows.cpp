@@ -79,10 +79,10 @@ struct Block {
     T s = 0;
     T mu[BLOCK], b0[BLOCK], b1[BLOCK];
     Field<T> F;
-    std::vector<T> x, y;          // [order][BLOCK]: x, y before each Horner step, then the last
+    std::vector<T> x, y;          // [order][BLOCK]: x, y before each Horner step, the last after them
     std::vector<Maps<T>> sq, pw;  // [k + 1], [n_sub]
 
-    Block(int order, int k, int n_sub) : x(size_t(order + 1) * BLOCK), y(x.size()), sq(size_t(k) + 1), pw(size_t(n_sub)) {}
+    Block(int order, int k, int n_sub) : x(size_t(order) * BLOCK), y(x.size()), sq(size_t(k) + 1), pw(size_t(n_sub)) {}
 
     void forward(const T* a, int64_t rows, int64_t first, int count, T scale, int order) {
         m = count, s = scale;
