@@ -22,7 +22,8 @@ PROBE = r"""
 import json, statistics, sys, time
 import vitae, torch
 from vitae.reproduce.timing import build, time_step
-from vitae.training.trainer import cpu_has_bfloat16, make_optimizer, use_mixed_precision
+from vitae.training.precision import cpu_has_bfloat16, use_mixed_precision
+from vitae.training.trainer import make_optimizer
 repeats = int(sys.argv[1])
 
 def median(f):

@@ -13,7 +13,8 @@ import torch
 from torch.profiler import profile
 
 from vitae.reproduce.timing import build
-from vitae.training.trainer import make_optimizer, use_mixed_precision
+from vitae.training.precision import use_mixed_precision
+from vitae.training.trainer import make_optimizer
 
 
 def main() -> None:

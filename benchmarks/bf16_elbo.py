@@ -19,7 +19,8 @@ from pathlib import Path
 
 from vitae import config as config_module
 from vitae.reproduce import config_file
-from vitae.training.trainer import Run, cpu_has_bfloat16, evaluate_elbo, load_data, load_trained, train
+from vitae.training.precision import cpu_has_bfloat16
+from vitae.training.trainer import Run, evaluate_elbo, load_data, load_trained, train
 
 
 def test_elbo(path: Path) -> float:

@@ -28,7 +28,8 @@ from torch import nn
 
 from table5 import time_epoch  # the same epoch loop as benchmarks/table5.py (this folder is on sys.path)
 from vitae import data, models
-from vitae.training.trainer import make_optimizer, use_mixed_precision
+from vitae.training.precision import use_mixed_precision
+from vitae.training.trainer import make_optimizer
 
 
 def vitae_epochs(images: torch.Tensor, epochs: int, batch_size: int, amp: bool = False) -> list[float]:

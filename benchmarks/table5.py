@@ -28,7 +28,8 @@ import torch
 
 from vitae import data
 from vitae.reproduce.timing import ROWS, SETTINGS, build, time_epoch, time_models
-from vitae.training.trainer import make_optimizer, use_mixed_precision
+from vitae.training.precision import use_mixed_precision
+from vitae.training.trainer import make_optimizer
 
 
 def main() -> None:

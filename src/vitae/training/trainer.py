@@ -37,6 +37,7 @@ from vitae import models
 from vitae.config import Config
 from vitae.errors import DivergedError, VitaeError
 from vitae.training import checkpoint, distributed, lock, tracking
+from vitae.training.precision import amp_hint, cpu_has_bfloat16, use_mixed_precision  # noqa: F401 (also public here)
 
 RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "amp", "eval_batch_size", "eval_samples", "metric_options",
                   "metric_data", "imports", "logger", "log_images_every"}
@@ -62,59 +63,6 @@ def training_device(name: str) -> torch.device:
     if device.type == "cuda" and distributed.is_distributed():
         return torch.device("cuda", distributed.local_rank())
     return device
-
-
-def cpu_has_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX)."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-
-
-FLOAT32_CHILDREN = ("likelihood", "transform", "perspective_decoder", "perspective_encoder")  # what amp=true leaves in float32
-
-
-def use_mixed_precision(model: models.GenerativeModel, device: torch.device) -> None:
-    """Run the model's networks under bfloat16 autocast and hand their outputs on in float32: the
-    likelihood's log terms, the KLs, the estimators and the spatial transformer stay float32,
-    where bfloat16 loses too much (``FLOAT32_CHILDREN``: the likelihood, the transform, and the
-    VITAE's perspective networks, ``q(z_P | x)`` and ``g_P``, whose output is the transformer's
-    parameters). With the perspective networks in bfloat16 too, C-VITAE's test ELBO after 30
-    MNIST epochs moved by +0.00, -1.04 and -5.60 nats on seeds 0 to 2; with them in float32, by
-    -0.14 ± 0.61 over seeds 0 to 7 (``benchmarks/bf16_elbo.py --seeds 0 1 2 3 4 5 6 7``), for a
-    bodies step 1.33x faster than float32 instead of 1.54x. bfloat16 needs no loss scaling. On a
-    GPU it needs bfloat16 (Ampere or newer); on a CPU, AVX512-BF16 or AMX.
-
-    Worth it where the networks' matrix products dominate (the bodies VAE step about 2x on this
-    CPU, ``benchmarks/table5.py --amp``), little where the warps or small convolutions do. Off by
-    default: the paper's model gains nothing from it outside the bodies, and a default that
-    followed the CPU would give one config different numerics on different machines (README,
-    "Several processes")."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise VitaeError("amp=true needs a GPU with bfloat16 (Ampere or newer); set amp=false")
-    if device.type == "cpu" and not cpu_has_bfloat16():
-        raise VitaeError("amp=true on a CPU needs bfloat16 instructions (AVX512-BF16 or AMX), which this one lacks; set amp=false")
-    for name, child in model.named_children():
-        if name not in FLOAT32_CHILDREN:
-            child.forward = _autocast_to_float32(child.forward, device.type)
-
-
-def _autocast_to_float32(forward, device_type: str):
-    def run(*args, **kwargs):
-        with torch.autocast(device_type, dtype=torch.bfloat16):
-            out = forward(*args, **kwargs)
-        return _to_float32(out)
-    return run
-
-
-def _to_float32(value):
-    """Tensors in ``value`` (alone, in a tuple or list, or fields of a dataclass such as a
-    posterior) as float32."""
-    if isinstance(value, torch.Tensor):
-        return value.float()
-    if isinstance(value, (tuple, list)):
-        return type(value)(_to_float32(v) for v in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _to_float32(getattr(value, f.name)) for f in dataclasses.fields(value)})
-    return value
 
 
 def kl_weight(epoch: int, warmup: int) -> float:
@@ -370,8 +318,9 @@ def train(config: Config | None, out: str | Path, *, resume: bool = False, progr
     """Train ``config`` into the folder ``out`` (or continue the run there with ``resume``); with
     several processes under torchrun, as one of them. ``data`` replaces the config's data set: a
     folder of images, a tensor, a ``torch.utils.data.Dataset`` or a ``Dataset`` (``with_data``;
-    resume such a run with the same ``data``). ``progress``: the progress bar and the warning
-    for epochs of few steps (``few_steps_warning``)."""
+    resume such a run with the same ``data``). ``progress``: the progress bar and the advice
+    (``few_steps_warning`` for epochs of few steps, ``precision.amp_hint`` for float32 where
+    bfloat16 would be faster)."""
     config = with_data(config, data)
     with distributed.process_group():
         run = Run(Path(out))
@@ -421,9 +370,10 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool, data=N
         config_module.save_json(config, run.config)
     network = distributed.wrap(model, device)  # after loading: DDP starts from rank 0's parameters
     check_pixels(dataset, config.likelihood)
-    warning = few_steps_warning(len(dataset.train), config.batch_size)
-    if warning and main and progress:  # advice, like the progress bar: --quiet turns both off
-        tqdm.write(warning, file=sys.stderr)
+    for advice in (few_steps_warning(len(dataset.train), config.batch_size),
+                   amp_hint(device, dataset.image_shape, config.amp)):
+        if advice and main and progress:  # advice, like the progress bar: --quiet turns both off
+            tqdm.write(advice, file=sys.stderr)
     train_x, test_x = dataset.train.images.to(device), dataset.test.images.to(device)
     augment = dataset.train.augment
 

@@ -1,0 +1,85 @@
+"""bfloat16 mixed precision (``amp=true``): which parts of a model run in bfloat16, whether this
+machine can, and the hint that it could.
+
+Measured on a 2-core CPU with AVX512-BF16 (``benchmarks/table5.py --amp``, README "Benchmarks"):
+the bodies' step 1.2 to 2x faster, the faces' 1.1 to 1.4x, MNIST's VAE family 1.2 to 1.4x and its
+VITAE models about 1.05x; after 30 MNIST epochs the test ELBO where float32's is
+(``benchmarks/bf16_elbo.py``). ``benchmarks/step_floor.py`` shows why float32 cannot close that
+gap there: the large steps are mostly matrix products and convolutions, already at a good part of
+the CPU's float32 peak.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from vitae import models
+from vitae.errors import VitaeError
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX)."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+FLOAT32_CHILDREN = ("likelihood", "transform", "perspective_decoder", "perspective_encoder")  # what amp=true leaves in float32
+
+
+def use_mixed_precision(model: models.GenerativeModel, device: torch.device) -> None:
+    """Run the model's networks under bfloat16 autocast and hand their outputs on in float32: the
+    likelihood's log terms, the KLs, the estimators and the spatial transformer stay float32,
+    where bfloat16 loses too much (``FLOAT32_CHILDREN``: the likelihood, the transform, and the
+    VITAE's perspective networks, ``q(z_P | x)`` and ``g_P``, whose output is the transformer's
+    parameters). With the perspective networks in bfloat16 too, C-VITAE's test ELBO after 30
+    MNIST epochs moved by +0.00, -1.04 and -5.60 nats on seeds 0 to 2; with them in float32, by
+    -0.14 ± 0.61 over seeds 0 to 7 (``benchmarks/bf16_elbo.py --seeds 0 1 2 3 4 5 6 7``), for a
+    bodies step 1.33x faster than float32 instead of 1.54x. bfloat16 needs no loss scaling. On a
+    GPU it needs bfloat16 (Ampere or newer); on a CPU, AVX512-BF16 or AMX.
+
+    Worth it where the networks' matrix products dominate (the bodies VAE step about 2x on this
+    CPU, ``benchmarks/table5.py --amp``), little where the warps or small convolutions do. Off by
+    default: the paper's model gains nothing from it outside the bodies, and a default that
+    followed the CPU would give one config different numerics on different machines (README,
+    "Several processes")."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise VitaeError("amp=true needs a GPU with bfloat16 (Ampere or newer); set amp=false")
+    if device.type == "cpu" and not cpu_has_bfloat16():
+        raise VitaeError("amp=true on a CPU needs bfloat16 instructions (AVX512-BF16 or AMX), which this one lacks; set amp=false")
+    for name, child in model.named_children():
+        if name not in FLOAT32_CHILDREN:
+            child.forward = _autocast_to_float32(child.forward, device.type)
+
+
+def _autocast_to_float32(forward, device_type: str):
+    def run(*args, **kwargs):
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            out = forward(*args, **kwargs)
+        return _to_float32(out)
+    return run
+
+
+def _to_float32(value):
+    """Tensors in ``value`` (alone, in a tuple or list, or fields of a dataclass such as a
+    posterior) as float32."""
+    if isinstance(value, torch.Tensor):
+        return value.float()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_float32(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _to_float32(getattr(value, f.name)) for f in dataclasses.fields(value)})
+    return value
+
+
+HINT_VALUES = 10_000  # values per image from which training on a bfloat16 CPU mentions amp=true: the bodies and faces
+
+
+def amp_hint(device: torch.device, image_shape, amp: bool) -> str | None:
+    """A one-line hint that ``amp=true`` would train faster, for float32 training on a CPU with
+    bfloat16 instructions and images of at least ``HINT_VALUES`` values (where the networks'
+    products dominate the step); else ``None``."""
+    if amp or device.type != "cpu" or int(torch.Size(image_shape).numel()) < HINT_VALUES or not cpu_has_bfloat16():
+        return None
+    return ("vitae: this CPU has bfloat16 instructions: amp=true would run the networks in bfloat16, about 1.1 to 2x "
+            "faster on images this size (README, Benchmarks); amp is off by default so that a config gives the same "
+            "numbers on every machine")
