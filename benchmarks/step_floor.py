@@ -6,32 +6,32 @@ product measured in the same run. Table 5's settings (``vitae.reproduce.timing``
     python benchmarks/step_floor.py [--architecture smpl_mlp] [--only VAE "C-VITAE affine_diffeo"]
                                     [--amp] [--repeats 8]
 
-The step is the median of ``--repeats`` unprofiled steps; the FLOPs are counted by
-``torch.utils.flop_counter`` on one step; the products' time is the self time of the
-matrix-product and convolution operators (``aten::mm``, ``addmm``, ``convolution_backward``,
-...) as a share of two more steps under ``torch.profiler``, times the step. The peak is a 4096 x 4096 x 4096
-product in the same precision. ``--amp`` profiles bfloat16 mixed precision (``amp=true``) instead,
-against the bfloat16 peak; the profiler inflates that path's casts, so only its products' rows are
-comparable there. A step that is mostly products at near the peak cannot get much faster in that
-precision: that is what this measures.
+The steps are medians of ``--repeats`` plain steps, the models taking turns; the FLOPs are counted
+by ``torch.utils.flop_counter`` on one step; the products' time is the wall time of every
+matrix-product and convolution operator (``aten::mm``, ``addmm``, ``convolution_backward``, ...)
+over two more steps, timed one by one as they are dispatched (``vitae.reproduce.timing.OpTimer``),
+halved. Not
+``torch.profiler``: its own allocations make the fresh tensors that follow fault in their memory
+page by page, which slowed bfloat16's casts several times over while it recorded. The peak is a
+4096 x 4096 x 4096 product in the same precision. ``--amp`` measures bfloat16 mixed precision
+(``amp=true``) instead, against the bfloat16 peak. A step that is mostly products at near the peak
+cannot get much faster in that precision: that is what this measures.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import time
 
 import torch
-from torch.profiler import profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from vitae.reproduce.timing import ROWS, SETTINGS, build, time_step
+from vitae.reproduce.timing import ROWS, SETTINGS, OpTimer, build, time_models, time_step
 from vitae.training.precision import cpu_has_bfloat16, use_mixed_precision
 from vitae.training.trainer import make_optimizer
 
-PRODUCTS = re.compile(r"aten::(mm|addmm|bmm|baddbmm|addbmm|mv|addmv|.*conv.*)$")  # their self time: no double counting
+PRODUCTS = re.compile(r"(mm|addmm|bmm|baddbmm|addbmm|mv|addmv|.*conv.*)$")  # aten operators, as dispatched
 
 
 def peak_rate(dtype: torch.dtype, repeats: int = 3) -> float:
@@ -46,23 +46,17 @@ def peak_rate(dtype: torch.dtype, repeats: int = 3) -> float:
     return 2 * 4096**3 / best / 1e9
 
 
-def measure(model, optimizer, x: torch.Tensor, repeats: int) -> dict:
+def measure(model, optimizer, x: torch.Tensor) -> dict:
+    """FLOPs of one step and the products' seconds per step (two steps timed op by op)."""
     device = torch.device("cpu")
-    for _ in range(3):
-        time_step(model, optimizer, x, device)
-    step = statistics.median(sum(time_step(model, optimizer, x, device)) for _ in range(repeats))
     with FlopCounterMode(display=False) as counter:
         time_step(model, optimizer, x, device)
-    with profile() as prof:
-        start = time.perf_counter()
+    timer = OpTimer()
+    with timer:
         for _ in range(2):
             time_step(model, optimizer, x, device)
-        profiled = time.perf_counter() - start
-    product_us = sum(e.self_cpu_time_total for e in prof.key_averages() if PRODUCTS.match(e.key))
-    # the products' share of the profiled steps, applied to the unprofiled step (the profiler's
-    # own cost is spread over every operator)
-    share = min(product_us / 1e6 / profiled, 1.0)
-    return {"step": step, "gflop": counter.get_total_flops() / 1e9, "products": share * step}
+    products = sum(seconds for name, seconds in timer.seconds.items() if PRODUCTS.match(name)) / 2
+    return {"gflop": counter.get_total_flops() / 1e9, "products": products}
 
 
 def main() -> None:
@@ -87,17 +81,21 @@ def main() -> None:
           f"{'rest s':>7} {'at peak s':>10}")
     torch.manual_seed(0)
     x = torch.rand(batch_size, *shape)
-    for label, name, transform in ROWS:
-        if label not in args.only:
-            continue
+    rows = [row for row in ROWS if row[0] in args.only]
+    entries = []
+    for _, name, transform in rows:
         torch.manual_seed(0)
         model = build(name, transform, args.architecture)
         if args.amp:
             use_mixed_precision(model, torch.device("cpu"))
-        r = measure(model, make_optimizer(model, lr=1e-4), x, args.repeats)
+        entries.append((model, make_optimizer(model, lr=1e-4)))
+    steps = time_models(entries, x, args.repeats, torch.device("cpu"), warmup=3)  # plain steps first, taking turns
+    for (label, _, _), (model, optimizer), (fwd, bwd) in zip(rows, entries, steps):
+        r = measure(model, optimizer, x)
+        step = fwd + bwd
         rate = r["gflop"] / r["products"]
-        rest = max(r["step"] - r["products"], 0.0)
-        print(f"{label:<24} {r['step']:>8.4f} {r['gflop']:>7.2f} {r['products']:>11.4f} {rate:>8.0f} "
+        rest = max(step - r["products"], 0.0)
+        print(f"{label:<24} {step:>8.4f} {r['gflop']:>7.2f} {r['products']:>11.4f} {rate:>8.0f} "
               f"{rate / peak:>8.0%} {rest:>7.4f} {rest + r['gflop'] / peak:>10.4f}", flush=True)
 
 

@@ -13,6 +13,7 @@ import statistics
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vitae import data, models
 from vitae.training.trainer import make_optimizer
@@ -39,6 +40,27 @@ SETTINGS = {
                                         "cpab": {"tessellation": [4, 4], "zero_boundary": True}}),
 }
 DATASET_SIZE = 60_000  # beta-TCVAE's N; it changes the estimator's weights, not the work
+
+
+class OpTimer(TorchDispatchMode):
+    """Wall seconds of every aten operator run under it (``with OpTimer() as timer:``), summed per
+    operator name in ``seconds``, forward, backward and optimiser alike. An operator is timed as
+    one call (what it runs inside is not seen again), so nothing is counted twice; compiled
+    kernels called through ctypes are not aten operators and are not seen. Unlike
+    ``torch.profiler`` it keeps only a number per operator name: the profiler's records made the
+    fresh tensors after them fault their memory in page by page on this CPU, which slowed
+    bfloat16's casts several times over (``benchmarks/step_floor.py``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: dict[str, float] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        start = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        return out
 
 
 def build(name: str, transform: str | None, architecture: str):

@@ -18,6 +18,7 @@ import torch
 from vitae import models
 from vitae.errors import VitaeError
 
+
 def cpu_has_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX)."""
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
@@ -41,7 +42,7 @@ def use_mixed_precision(model: models.GenerativeModel, device: torch.device) -> 
     CPU, ``benchmarks/table5.py --amp``), little where the warps or small convolutions do. Off by
     default: the paper's model gains nothing from it outside the bodies, and a default that
     followed the CPU would give one config different numerics on different machines (README,
-    "Several processes")."""
+    "Several processes"); training in float32 where it would pay says so (``amp_hint``)."""
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise VitaeError("amp=true needs a GPU with bfloat16 (Ampere or newer); set amp=false")
     if device.type == "cpu" and not cpu_has_bfloat16():
