@@ -46,6 +46,7 @@ from torch import nn
 from vitae import plugins
 from vitae.errors import VitaeError
 from vitae.models.distributions import DiagonalGaussian
+from vitae.models.dense import Dense
 from vitae.models.doubling_conv import DoublingConv
 
 LEAKY_SLOPE = 0.1
@@ -56,7 +57,7 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     """Linear layers with LeakyReLU(0.1) between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
+        layers.append(Dense(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(nn.LeakyReLU(LEAKY_SLOPE))
     return nn.Sequential(*layers)
@@ -111,8 +112,8 @@ class ConvEncoder(nn.Module):
         super().__init__()
         channels, height, width = image_shape
         features = layers[-1][0] * (height >> len(layers)) * (width >> len(layers))
-        self.mean_net = nn.Sequential(conv_stack(channels, layers), nn.Linear(features, latent_dim))
-        self.var_net = nn.Sequential(conv_stack(channels, layers), nn.Linear(features, latent_dim))
+        self.mean_net = nn.Sequential(conv_stack(channels, layers), Dense(features, latent_dim))
+        self.var_net = nn.Sequential(conv_stack(channels, layers), Dense(features, latent_dim))
         self.to(memory_format=CONV_LAYOUT)
 
     def forward(self, x: torch.Tensor) -> DiagonalGaussian:
@@ -156,7 +157,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         out_channels, height, width = out_shape
         self.start = (layers[0][0], height >> len(layers), width >> len(layers))
-        self.dense = nn.Sequential(nn.Linear(latent_dim, int(torch.Size(self.start).numel())), nn.LeakyReLU(LEAKY_SLOPE))
+        self.dense = nn.Sequential(Dense(latent_dim, int(torch.Size(self.start).numel())), nn.LeakyReLU(LEAKY_SLOPE))
         modules: list[nn.Module] = []
         in_channels = layers[0][0]
         for i, (channels, kernel) in enumerate(layers):
@@ -321,8 +322,8 @@ class FeatureEncoder(nn.Module):
     def __init__(self, net: nn.Module, features: int, latent_dim: int):
         super().__init__()
         self.net = net
-        self.mean = nn.Linear(features, latent_dim)
-        self.var = nn.Linear(features, latent_dim)
+        self.mean = Dense(features, latent_dim)
+        self.var = Dense(features, latent_dim)
 
     def forward(self, x: torch.Tensor) -> DiagonalGaussian:
         h = self.net(x).flatten(1)
