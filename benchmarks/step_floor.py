@@ -13,8 +13,9 @@ over two more steps, timed one by one as they are dispatched (``vitae.reproduce.
 halved. Not
 ``torch.profiler``: its own allocations make the fresh tensors that follow fault in their memory
 page by page, which slowed bfloat16's casts several times over while it recorded. The peak is a
-4096 x 4096 x 4096 product in the same precision. ``--amp`` measures bfloat16 mixed precision
-(``amp=true``) instead, against the bfloat16 peak. A step that is mostly products at near the peak
+4096 x 4096 x 4096 product in the same precision (in float32 the faster of torch's own and
+oneDNN's). ``--amp`` measures bfloat16 mixed precision (``amp=true``) instead, against the
+bfloat16 peak. A step that is mostly products at near the peak
 cannot get much faster in that precision: that is what this measures.
 """
 
@@ -27,30 +28,38 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from vitae.models import dense
 from vitae.reproduce.timing import ROWS, SETTINGS, OpTimer, build, time_models, time_step
 from vitae.training.precision import cpu_has_bfloat16, use_mixed_precision
 from vitae.training.trainer import make_optimizer
 
-PRODUCTS = re.compile(r"(mm|addmm|bmm|baddbmm|addbmm|mv|addmv|.*conv.*)$")  # aten operators, as dispatched
+PRODUCTS = re.compile(r"(mm|addmm|bmm|baddbmm|addbmm|mv|addmv|_linear_pointwise|.*conv.*)$")  # operators, as dispatched
 
 
 def peak_rate(dtype: torch.dtype, repeats: int = 3) -> float:
-    """GFLOP/s of a 4096^3 product in ``dtype`` on this CPU, the best of ``repeats``."""
+    """GFLOP/s of a 4096^3 product in ``dtype`` on this CPU, the best of ``repeats`` and, in
+    float32, of torch's own product (MKL) and oneDNN's (``vitae.models.dense``), the faster here."""
     a, b = torch.randn(4096, 4096).to(dtype), torch.randn(4096, 4096).to(dtype)
-    a @ b
+    ways = [lambda: a @ b] + ([lambda: dense.linear(a, b)] if dtype == torch.float32 and dense.available() else [])
     best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
+    for product in ways:
+        product()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            product()
+            best = min(best, time.perf_counter() - start)
     return 2 * 4096**3 / best / 1e9
 
 
 def measure(model, optimizer, x: torch.Tensor) -> dict:
     """FLOPs of one step and the products' seconds per step (two steps timed op by op)."""
     device = torch.device("cpu")
-    with FlopCounterMode(display=False) as counter:
-        time_step(model, optimizer, x, device)
+    dense.ONEDNN = False  # the FLOPs are the same; flop_counter counts torch's own products, not oneDNN's
+    try:
+        with FlopCounterMode(display=False) as counter:
+            time_step(model, optimizer, x, device)
+    finally:
+        dense.ONEDNN = True
     timer = OpTimer()
     with timer:
         for _ in range(2):

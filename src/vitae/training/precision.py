@@ -1,12 +1,11 @@
-"""bfloat16 mixed precision (``amp=true``): which parts of a model run in bfloat16, whether this
-machine can, and the hint that it could.
+"""bfloat16 mixed precision (``amp=true``): which parts of a model run in bfloat16, and whether
+this machine can.
 
 Measured on a 2-core CPU with AVX512-BF16 (``benchmarks/table5.py --amp``, README "Benchmarks"):
-the bodies' step 1.2 to 2x faster, the faces' 1.1 to 1.4x, MNIST's VAE family 1.2 to 1.4x and its
-VITAE models about 1.05x; after 30 MNIST epochs the test ELBO where float32's is
-(``benchmarks/bf16_elbo.py``). ``benchmarks/step_floor.py`` shows why float32 cannot close that
-gap there: the large steps are mostly matrix products and convolutions, already at a good part of
-the CPU's float32 peak.
+since the dense layers' float32 products go to oneDNN (``vitae.models.dense``), the bodies' step
+gains 1.0 to 1.1x from it, the faces' VAE family about 1.35x and its VITAE models about 1.1x,
+MNIST's VAE family 1.2 to 1.4x and its VITAE models about 1.05x; after 30 MNIST epochs the test
+ELBO is where float32's is (``benchmarks/bf16_elbo.py``).
 """
 
 from __future__ import annotations
@@ -38,11 +37,10 @@ def use_mixed_precision(model: models.GenerativeModel, device: torch.device) -> 
     bodies step 1.33x faster than float32 instead of 1.54x. bfloat16 needs no loss scaling. On a
     GPU it needs bfloat16 (Ampere or newer); on a CPU, AVX512-BF16 or AMX.
 
-    Worth it where the networks' matrix products dominate (the bodies VAE step about 2x on this
-    CPU, ``benchmarks/table5.py --amp``), little where the warps or small convolutions do. Off by
-    default: the paper's model gains nothing from it outside the bodies, and a default that
-    followed the CPU would give one config different numerics on different machines (README,
-    "Several processes"); training in float32 where it would pay says so (``amp_hint``)."""
+    Worth it where the networks' convolutions or MKL-bound products dominate (the faces VAE step
+    about 1.35x on this CPU, ``benchmarks/table5.py --amp``), little where the warps do. Off by
+    default: the paper's model gains little from it, and a default that followed the CPU would
+    give one config different numerics on different machines (README, "Several processes")."""
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise VitaeError("amp=true needs a GPU with bfloat16 (Ampere or newer); set amp=false")
     if device.type == "cpu" and not cpu_has_bfloat16():
@@ -71,16 +69,3 @@ def _to_float32(value):
         return dataclasses.replace(value, **{f.name: _to_float32(getattr(value, f.name)) for f in dataclasses.fields(value)})
     return value
 
-
-HINT_VALUES = 10_000  # values per image from which training on a bfloat16 CPU mentions amp=true: the bodies and faces
-
-
-def amp_hint(device: torch.device, image_shape, amp: bool) -> str | None:
-    """A one-line hint that ``amp=true`` would train faster, for float32 training on a CPU with
-    bfloat16 instructions and images of at least ``HINT_VALUES`` values (where the networks'
-    products dominate the step); else ``None``."""
-    if amp or device.type != "cpu" or int(torch.Size(image_shape).numel()) < HINT_VALUES or not cpu_has_bfloat16():
-        return None
-    return ("vitae: this CPU has bfloat16 instructions: amp=true would run the networks in bfloat16, about 1.1 to 2x "
-            "faster on images this size (README, Benchmarks); amp is off by default so that a config gives the same "
-            "numbers on every machine")

@@ -37,7 +37,7 @@ from vitae import models
 from vitae.config import Config
 from vitae.errors import DivergedError, VitaeError
 from vitae.training import checkpoint, distributed, lock, tracking
-from vitae.training.precision import amp_hint, cpu_has_bfloat16, use_mixed_precision  # noqa: F401 (also public here)
+from vitae.training.precision import cpu_has_bfloat16, use_mixed_precision  # noqa: F401 (also public here)
 
 RESUMABLE_KEYS = {"epochs", "checkpoint_every", "device", "amp", "eval_batch_size", "eval_samples", "metric_options",
                   "metric_data", "imports", "logger", "log_images_every"}
@@ -318,9 +318,8 @@ def train(config: Config | None, out: str | Path, *, resume: bool = False, progr
     """Train ``config`` into the folder ``out`` (or continue the run there with ``resume``); with
     several processes under torchrun, as one of them. ``data`` replaces the config's data set: a
     folder of images, a tensor, a ``torch.utils.data.Dataset`` or a ``Dataset`` (``with_data``;
-    resume such a run with the same ``data``). ``progress``: the progress bar and the advice
-    (``few_steps_warning`` for epochs of few steps, ``precision.amp_hint`` for float32 where
-    bfloat16 would be faster)."""
+    resume such a run with the same ``data``). ``progress``: the progress bar and the warning
+    for epochs of few steps (``few_steps_warning``)."""
     config = with_data(config, data)
     with distributed.process_group():
         run = Run(Path(out))
@@ -370,10 +369,9 @@ def _train(config: Config | None, run: Run, resume: bool, progress: bool, data=N
         config_module.save_json(config, run.config)
     network = distributed.wrap(model, device)  # after loading: DDP starts from rank 0's parameters
     check_pixels(dataset, config.likelihood)
-    for advice in (few_steps_warning(len(dataset.train), config.batch_size),
-                   amp_hint(device, dataset.image_shape, config.amp)):
-        if advice and main and progress:  # advice, like the progress bar: --quiet turns both off
-            tqdm.write(advice, file=sys.stderr)
+    warning = few_steps_warning(len(dataset.train), config.batch_size)
+    if warning and main and progress:  # advice, like the progress bar: --quiet turns both off
+        tqdm.write(warning, file=sys.stderr)
     train_x, test_x = dataset.train.images.to(device), dataset.test.images.to(device)
     augment = dataset.train.augment
 
