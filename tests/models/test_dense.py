@@ -97,3 +97,10 @@ def test_dense_is_a_linear_with_its_parameters_and_checkpoints():
     assert all(torch.equal(a, b) for a, b in zip(layer.state_dict().values(), linear.state_dict().values()))
     x = torch.randn(3, 12)
     assert torch.allclose(layer(x), linear(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("weight_shape, bias_shape", [((300, 401), (300,)), ((300, 400), (299,)), ((300, 400, 1), (300,))])
+def test_operands_that_do_not_fit_get_torchs_error(weight_shape, bias_shape):
+    x = torch.randn(512, 400)  # 61 M multiply-adds, large enough for oneDNN: the check comes first
+    with pytest.raises(RuntimeError):
+        dense.linear(x, torch.randn(*weight_shape), torch.randn(*bias_shape))

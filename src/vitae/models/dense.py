@@ -79,8 +79,11 @@ class _Linear(torch.autograd.Function):
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``, through oneDNN where ``usable``; ``x`` ``[..., in]``."""
-    if not usable(x, weight):
+    """``F.linear(x, weight, bias)``, through oneDNN where ``usable``; ``x`` ``[..., in]``. Operands
+    that do not fit together (sizes, dtypes, devices) go to ``F.linear``, whose error names them."""
+    fits = x.dim() >= 1 and weight.dim() == 2 and weight.shape[1] == x.shape[-1] and (
+        bias is None or (bias.shape == (weight.shape[0],) and bias.dtype == x.dtype and bias.device == x.device))
+    if not (fits and usable(x, weight)):
         return F.linear(x, weight, bias)
     if x.dim() == 2:
         return _Linear.apply(x, weight, bias)
