@@ -12,25 +12,28 @@ layer, and whole float32 training steps with the two paths taking turns in one r
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 from vitae.models import dense
-from vitae.reproduce.timing import ROWS, SETTINGS, build, time_step
+from vitae.reproduce.timing import ROWS, SETTINGS, best_seconds, build, time_models
 from vitae.training.trainer import make_optimizer
 
 
-def best_seconds(f, repeats: int = 5) -> float:
-    f()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - start)
-    return best
+class WithPath:
+    """``model`` run with ``dense.ONEDNN`` set to ``onednn`` for its forward, where each layer's
+    path (and so its backward's) is chosen; for ``time_models``, which takes turns."""
+
+    def __init__(self, model, onednn: bool):
+        self.model, self.onednn = model, onednn
+
+    def __call__(self, *args, **kwargs):
+        previous, dense.ONEDNN = dense.ONEDNN, self.onednn
+        try:
+            return self.model(*args, **kwargs)
+        finally:
+            dense.ONEDNN = previous
 
 
 def products() -> None:
@@ -41,8 +44,8 @@ def products() -> None:
     onednn = best_seconds(lambda: dense.linear(a, b))
     print(f"4096^3 float32 product: torch {flop / mkl / 1e9:.0f} GFLOP/s, oneDNN {flop / onednn / 1e9:.0f} GFLOP/s")
     x, w = torch.rand(64, 80000), torch.randn(256, 80000)
-    for label, f, g in [("bodies encoder layer x W^T", lambda: F.linear(x, w), lambda: dense.linear(x, w))]:
-        print(f"{label} (64 x 80,000 x 256): torch {best_seconds(f) * 1e3:.2f} ms, oneDNN {best_seconds(g) * 1e3:.2f} ms")
+    plain, fast = best_seconds(lambda: F.linear(x, w)), best_seconds(lambda: dense.linear(x, w))
+    print(f"bodies encoder layer x W^T (64 x 80,000 x 256): torch {plain * 1e3:.2f} ms, oneDNN {fast * 1e3:.2f} ms")
 
 
 def steps(architecture: str, only: list[str], repeats: int) -> None:
@@ -50,6 +53,7 @@ def steps(architecture: str, only: list[str], repeats: int) -> None:
     device = torch.device("cpu")
     torch.manual_seed(0)
     x = torch.rand(batch_size, *shape)
+    rounds = repeats * (4 if architecture == "mnist_mlp" else 1)  # MNIST's steps are short: more of them
     for label, name, transform in ROWS:
         if label not in only:
             continue
@@ -57,17 +61,8 @@ def steps(architecture: str, only: list[str], repeats: int) -> None:
         for onednn in (False, True):
             torch.manual_seed(0)
             model = build(name, transform, architecture)
-            entries.append((onednn, model, make_optimizer(model, lr=1e-4)))
-        times = {False: [], True: []}
-        rounds = repeats * (4 if architecture == "mnist_mlp" else 1)  # MNIST's steps are short: more of them
-        for round_ in range(3 + rounds):
-            for onednn, model, optimizer in entries:
-                dense.ONEDNN = onednn
-                seconds = sum(time_step(model, optimizer, x, device))
-                if round_ >= 3:
-                    times[onednn].append(seconds)
-        dense.ONEDNN = True
-        plain, fast = statistics.median(times[False]), statistics.median(times[True])
+            entries.append((WithPath(model, onednn), make_optimizer(model, lr=1e-4)))
+        plain, fast = (sum(times) for times in time_models(entries, x, rounds, device, warmup=3))
         print(f"{architecture:<12} {label:<24} torch {plain:.4f} s  oneDNN {fast:.4f} s  {plain / fast:.2f}x", flush=True)
 
 

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from vitae.models import dense
-from vitae.reproduce.timing import ROWS, SETTINGS, OpTimer, build, time_models, time_step
+from vitae.reproduce.timing import ROWS, SETTINGS, OpTimer, best_seconds, build, time_models, time_step
 from vitae.training.precision import cpu_has_bfloat16, use_mixed_precision
 from vitae.training.trainer import make_optimizer
 
@@ -41,25 +40,18 @@ def peak_rate(dtype: torch.dtype, repeats: int = 3) -> float:
     float32, of torch's own product (MKL) and oneDNN's (``vitae.models.dense``), the faster here."""
     a, b = torch.randn(4096, 4096).to(dtype), torch.randn(4096, 4096).to(dtype)
     ways = [lambda: a @ b] + ([lambda: dense.linear(a, b)] if dtype == torch.float32 and dense.available() else [])
-    best = float("inf")
-    for product in ways:
-        product()
-        for _ in range(repeats):
-            start = time.perf_counter()
-            product()
-            best = min(best, time.perf_counter() - start)
-    return 2 * 4096**3 / best / 1e9
+    return 2 * 4096**3 / min(best_seconds(product, repeats) for product in ways) / 1e9
 
 
 def measure(model, optimizer, x: torch.Tensor) -> dict:
     """FLOPs of one step and the products' seconds per step (two steps timed op by op)."""
     device = torch.device("cpu")
-    dense.ONEDNN = False  # the FLOPs are the same; flop_counter counts torch's own products, not oneDNN's
+    onednn, dense.ONEDNN = dense.ONEDNN, False  # the FLOPs are the same; flop_counter counts torch's products, not oneDNN's
     try:
         with FlopCounterMode(display=False) as counter:
             time_step(model, optimizer, x, device)
     finally:
-        dense.ONEDNN = True
+        dense.ONEDNN = onednn
     timer = OpTimer()
     with timer:
         for _ in range(2):

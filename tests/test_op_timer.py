@@ -1,12 +1,14 @@
 """``timing.OpTimer``: the wall time of every aten operator of a training step, forward, backward
-and optimiser, each counted once, without changing what the step computes."""
+and optimiser, each counted once, without changing what the step computes; and
+``timing.best_seconds``, the shortest of several timed calls."""
 
 import time
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from vitae.reproduce.timing import OpTimer
+from vitae.reproduce.timing import OpTimer, best_seconds
 
 
 def step(weight, bias, x, optimizer):
@@ -42,3 +44,17 @@ def test_the_timer_sees_forward_backward_and_optimiser_and_changes_nothing():
     assert "linear" not in names  # composite operators arrive as what they run
     assert all(seconds >= 0 for seconds in timer.seconds.values())
     assert sum(timer.seconds.values()) <= wall  # each operator counted once, inside the step's time
+
+
+def test_best_seconds_takes_the_shortest_call_and_names_a_bad_count():
+    calls = []
+    durations = iter([0.0, 0.03, 0.01, 0.02])  # the first call is untimed
+
+    def f():
+        calls.append(1)
+        time.sleep(next(durations))
+
+    assert 0.01 <= best_seconds(f, repeats=3) < 0.02
+    assert len(calls) == 4
+    with pytest.raises(ValueError, match="repeats must be a positive integer, got 0"):
+        best_seconds(f, repeats=0)

@@ -38,10 +38,13 @@ def available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-def usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether ``linear(x, weight, ...)`` takes oneDNN's product (see the module docstring): also
-    only for products of at least ``MIN_PRODUCT`` multiply-adds."""
-    if x.dim() < 1 or weight.dim() != 2 or x.shape[-1] == 0:
+def usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    """Whether ``linear(x, weight, bias)`` takes oneDNN's product (see the module docstring): also
+    only for products of at least ``MIN_PRODUCT`` multiply-adds, and operands that fit together
+    (sizes, dtypes, devices; others go to ``F.linear``, whose error names them)."""
+    if not (x.dim() >= 1 and weight.dim() == 2 and x.shape[-1] == weight.shape[1] > 0):
+        return False
+    if bias is not None and not (bias.shape == (weight.shape[0],) and bias.dtype == x.dtype and bias.device == x.device):
         return False
     rows = x.numel() // x.shape[-1]
     return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
@@ -79,11 +82,8 @@ class _Linear(torch.autograd.Function):
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``, through oneDNN where ``usable``; ``x`` ``[..., in]``. Operands
-    that do not fit together (sizes, dtypes, devices) go to ``F.linear``, whose error names them."""
-    fits = x.dim() >= 1 and weight.dim() == 2 and weight.shape[1] == x.shape[-1] and (
-        bias is None or (bias.shape == (weight.shape[0],) and bias.dtype == x.dtype and bias.device == x.device))
-    if not (fits and usable(x, weight)):
+    """``F.linear(x, weight, bias)``, through oneDNN where ``usable``; ``x`` ``[..., in]``."""
+    if not usable(x, weight, bias):
         return F.linear(x, weight, bias)
     if x.dim() == 2:
         return _Linear.apply(x, weight, bias)

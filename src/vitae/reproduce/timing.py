@@ -63,6 +63,19 @@ class OpTimer(TorchDispatchMode):
         return out
 
 
+def best_seconds(f, repeats: int = 5) -> float:
+    """The shortest of ``repeats`` timed calls of ``f()``, after one untimed call."""
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    f()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def build(name: str, transform: str | None, architecture: str):
     shape, _, setting = SETTINGS[architecture]
     options = {key: value for key, value in setting.items() if key != "cpab"}
